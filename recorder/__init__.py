@@ -1,0 +1,1 @@
+"""Capture BTSE sessions losslessly, replay them through the engine, export book series."""

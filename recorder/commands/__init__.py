@@ -1,0 +1,1 @@
+"""One module per `btse-recorder` subcommand: HELP, add_arguments(parser), run(args) -> int."""
