@@ -1,0 +1,151 @@
+"""What `BookSync` reports: events for callbacks and the actions the I/O layer must take.
+
+Events are NamedTuples: cheap to create on the hot path, immutable, comparable (replay
+tests compare live and replayed event streams one by one) and printable.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from bookengine.book import OrderBook
+    from bookengine.errors import ExchangeError
+
+
+class SyncStatus(StrEnum):
+    WAITING = "waiting_for_snapshot"
+    SYNCED = "synced"
+    OUT_OF_SYNC = "out_of_sync"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class Reason(StrEnum):
+    SUBSCRIBED = "subscribed"
+    SNAPSHOT = "snapshot"
+    GAP = "gap"
+    CROSSED = "crossed"
+    STALE_SNAPSHOT = "stale_snapshot"
+    DELTA_BEFORE_SNAPSHOT = "delta_before_snapshot"
+    SNAPSHOT_TIMEOUT = "snapshot_timeout"
+    BAD_FRAME = "bad_frame"
+    CONNECTION_LOST = "connection_lost"
+    REJECTED = "rejected"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+def _topic(symbol: str, grouping: int | None) -> str:
+    return f"update:{symbol}" if grouping is None else f"update:{symbol}_{grouping}"
+
+
+class TopOfBook(NamedTuple):
+    """Best bid/ask of a synced book changed (price or size). None = empty side."""
+
+    arrival_ns: int
+    exchange_ms: int | None
+    symbol: str
+    grouping: int | None
+    seq: int
+    bid_price: float | None
+    bid_size: float | None
+    ask_price: float | None
+    ask_size: float | None
+
+    @property
+    def topic(self) -> str:
+        return _topic(self.symbol, self.grouping)
+
+
+class BookUpdate(NamedTuple):
+    """A synced book changed (opt-in: `BookSync(book_updates=True)`). `book` is live:
+    read it in the callback, copy what you keep."""
+
+    arrival_ns: int
+    exchange_ms: int | None
+    symbol: str
+    grouping: int | None
+    seq: int
+    book: OrderBook
+
+    @property
+    def topic(self) -> str:
+        return _topic(self.symbol, self.grouping)
+
+
+class StatusChanged(NamedTuple):
+    """A book's sync status changed; `detail` explains (e.g. expected vs received seq)."""
+
+    arrival_ns: int
+    symbol: str
+    grouping: int | None
+    status: SyncStatus
+    reason: Reason
+    detail: str = ""
+
+    @property
+    def topic(self) -> str:
+        return _topic(self.symbol, self.grouping)
+
+
+class Resubscribe(NamedTuple):
+    """Action: unsubscribe + subscribe this one topic (gap, crossed, timeout...)."""
+
+    topic: str
+    reason: Reason
+
+
+class Subscribed(NamedTuple):
+    arrival_ns: int
+    channels: tuple[str, ...]
+
+
+class Unsubscribed(NamedTuple):
+    arrival_ns: int
+    channels: tuple[str, ...]
+
+
+class ExchangeErrors(NamedTuple):
+    """An error frame: one or more errors (codes in PROTOCOL.md)."""
+
+    arrival_ns: int
+    errors: tuple[ExchangeError, ...]
+
+
+class BadFrame(NamedTuple):
+    """A frame we could not use; counted, never fatal. `sample` is its first bytes."""
+
+    arrival_ns: int
+    reason: str
+    sample: bytes
+    topic: str | None = None
+
+
+class Pong(NamedTuple):
+    arrival_ns: int
+
+
+class L1Quote(NamedTuple):
+    """A `snapshotL1:` frame: best bid/ask as the exchange reports it, no sequence."""
+
+    arrival_ns: int
+    exchange_ms: int | None
+    symbol: str
+    bid_price: float | None
+    bid_size: float | None
+    ask_price: float | None
+    ask_size: float | None
+
+
+Event = (
+    TopOfBook
+    | BookUpdate
+    | StatusChanged
+    | Resubscribe
+    | Subscribed
+    | Unsubscribed
+    | ExchangeErrors
+    | BadFrame
+    | Pong
+    | L1Quote
+)
