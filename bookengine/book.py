@@ -66,6 +66,13 @@ def _convert(text: object) -> float:
     raise LevelError(f"price/size must be a string, got {type(text).__name__}")
 
 
+def _level_error(exc: Exception) -> LevelError:
+    """Malformed level lists (not [price, size] pairs, unhashable values) as a LevelError."""
+    if isinstance(exc, LevelError):
+        return exc
+    return LevelError(f"levels must be [price, size] string pairs ({exc})")
+
+
 def _levels_of(levels: object) -> list:
     if not isinstance(levels, list):
         raise LevelError(f"levels must be a list, got {type(levels).__name__}")
@@ -91,8 +98,11 @@ class OrderBook:
 
     def apply_snapshot(self, bids: list, asks: list) -> None:
         """Replace the whole book. Level order does not matter (asks arrive worst-first)."""
-        new_bids = self._side_from(bids)
-        new_asks = self._side_from(asks)
+        try:
+            new_bids = self._side_from(bids)
+            new_asks = self._side_from(asks)
+        except (TypeError, ValueError) as exc:
+            raise _level_error(exc) from None
         self._bids, self._asks = new_bids, new_asks
         self._best_bid = max(new_bids) if new_bids else -inf
         self._best_ask = min(new_asks) if new_asks else inf
@@ -120,10 +130,13 @@ class OrderBook:
         Each size is the new total at that price. On a `LevelError` the book may be half
         updated: the caller must treat it as invalid (BookSync resyncs the topic).
         """
-        if bids:
-            self._apply_bids(bids)
-        if asks:
-            self._apply_asks(asks)
+        try:
+            if bids:
+                self._apply_bids(bids)
+            if asks:
+                self._apply_asks(asks)
+        except (TypeError, ValueError) as exc:
+            raise _level_error(exc) from None
 
     # The two sides are written out separately: a shared version with a comparison
     # parameter cost ~15% on the per-level hot path (benchmarks/bench_book.py).

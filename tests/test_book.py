@@ -1,0 +1,141 @@
+import pytest
+
+from bookengine.book import OrderBook, to_number
+from bookengine.errors import LevelError
+
+
+def make(bids, asks):
+    book = OrderBook("BTC-PERP")
+    book.apply_snapshot(bids, asks)
+    return book
+
+
+def test_snapshot_asks_arrive_worst_first_best_ask_is_lowest():
+    book = make([["1876.90", "44"], ["1876.89", "122"]], [["1880.19", "900"], ["1880.00", "450"]])
+    assert book.best_bid == (1876.9, 44.0)
+    assert book.best_ask == (1880.0, 450.0)
+    assert book.asks() == [(1880.0, 450.0), (1880.19, 900.0)]
+    assert book.bids() == [(1876.9, 44.0), (1876.89, 122.0)]
+
+
+def test_trailing_zero_spellings_are_one_level():
+    book = make([["86626.0", "1"]], [["86700.0", "1"]])
+    book.apply_delta([["86626", "5"]], [])
+    assert book.bid_levels == 1 and book.best_bid == (86626.0, 5.0)
+    book.apply_delta([["86626.00", "0"]], [])
+    assert book.bid_levels == 0 and book.best_bid is None
+    assert book.size_at("bid", "86626.000") == 0.0
+
+
+def test_delta_levels_in_any_order_and_size_is_the_new_total():
+    book = make([["100.0", "1"]], [["101.0", "1"]])
+    book.apply_delta(
+        [["99.0", "3"], ["100.5", "2"], ["100.0", "7"]], [["102.0", "4"], ["100.9", "1"]]
+    )
+    assert book.bids() == [(100.5, 2.0), (100.0, 7.0), (99.0, 3.0)]
+    assert book.asks() == [(100.9, 1.0), (101.0, 1.0), (102.0, 4.0)]
+
+
+def test_deleting_an_absent_level_is_harmless():
+    book = make([["100.0", "1"]], [["101.0", "1"]])
+    book.apply_delta([["42.0", "0"]], [["999.0", "0"]])
+    assert book.depth() == ([(100.0, 1.0)], [(101.0, 1.0)])
+
+
+def test_best_level_removal_finds_the_next_best():
+    book = make([["100.0", "1"], ["99.0", "2"], ["98.0", "3"]], [["101.0", "1"], ["102.0", "2"]])
+    book.apply_delta([["100.0", "0"]], [["101.0", "0"]])
+    assert book.best_bid == (99.0, 2.0) and book.best_ask == (102.0, 2.0)
+    # best deleted then a worse level inserted in the same delta
+    book.apply_delta([["99.0", "0"], ["98.5", "1"]], [])
+    assert book.best_bid == (98.5, 1.0)
+    # best deleted then re-inserted in the same delta
+    book.apply_delta([["98.5", "0"], ["98.5", "4"]], [])
+    assert book.best_bid == (98.5, 4.0)
+    # side emptied
+    book.apply_delta([["98.5", "0"], ["98.0", "0"]], [["102.0", "0"]])
+    assert book.best_bid is None and book.best_ask is None and len(book) == 0
+
+
+def test_snapshot_replaces_everything():
+    book = make([["100.0", "1"], ["99.0", "1"]], [["101.0", "1"]])
+    book.apply_snapshot([["50.0", "2"]], [["60.0", "3"], ["55.0", "4"]])
+    assert book.depth() == ([(50.0, 2.0)], [(55.0, 4.0), (60.0, 3.0)])
+
+
+def test_spread_and_mid_have_no_float_artefacts():
+    book = make([["0.3", "1"]], [["0.4", "1"]])
+    assert 0.4 - 0.3 != 0.1  # the artefact we avoid
+    assert book.spread == 0.1 and repr(book.spread) == "0.1"
+    assert book.mid == 0.35
+    book = make([["86540.6", "1"]], [["86540.7", "1"]])
+    assert repr(book.spread) == "0.1" and repr(book.mid) == "86540.65"
+
+
+def test_depth_n_and_level_counts():
+    bids = [[f"{100 - i}.5", str(i + 1)] for i in range(50)]
+    asks = [[f"{200 + i}.25", str(i + 1)] for i in range(50)]
+    book = make(bids, asks[::-1])
+    b, a = book.depth(5)
+    assert b == [(100.5 - i, float(i + 1)) for i in range(5)]
+    assert a == [(200.25 + i, float(i + 1)) for i in range(5)]
+    assert (book.bid_levels, book.ask_levels) == (50, 50)
+
+
+def test_digest_ignores_spelling_and_update_order_but_not_content():
+    a = make([["100.0", "1"], ["99.0", "2"]], [["101.0", "3"]])
+    b = make([["99", "2.0"], ["100.00", "1"]], [["101.000", "3"]])
+    assert a.digest() == b.digest()
+    b.apply_delta([["99.0", "2.5"]], [])
+    assert a.digest() != b.digest()
+    # beyond the top n levels the digest does not look
+    a.apply_delta([["1.0", "1"]], [])
+    assert a.digest(2) == make([["100.0", "1"], ["99.0", "2"]], [["101.0", "3"]]).digest(2)
+
+
+def test_crossed_detection():
+    book = make([["100.0", "1"]], [["101.0", "1"]])
+    assert not book.crossed
+    book.apply_delta([["101.0", "1"]], [])
+    assert book.crossed
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "-1",
+        "abc",
+        "1e5",
+        "nan",
+        "inf",
+        " 5",
+        "1_000",
+        "",
+        "1.",
+        ".5",
+        "1234567890.1234567",
+        None,
+        ["1"],
+        True,
+    ],
+)
+def test_bad_numbers_are_refused(bad):
+    with pytest.raises(LevelError):
+        to_number(bad)
+    book = make([["100.0", "1"]], [["101.0", "1"]])
+    with pytest.raises(LevelError):
+        book.apply_delta([["100.0", bad]], [])
+
+
+def test_numbers_are_exact_decimals():
+    assert to_number("0.00000001") == 1e-08
+    assert to_number("123456789012345") == 123456789012345.0
+    assert repr(to_number("86626.10")) == "86626.1"
+    assert to_number(5) == 5.0  # a numeric JSON value is accepted as is
+
+
+def test_size_at_validates_side():
+    book = make([["100.0", "1.5"]], [["101.0", "2"]])
+    assert book.size_at("bid", "100") == 1.5 and book.size_at("ask", 101.0) == 2.0
+    with pytest.raises(ValueError, match="side must be"):
+        book.size_at("buy", "100")
