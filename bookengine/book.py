@@ -6,8 +6,10 @@ per side, so recomputing the best after the best level is deleted is an O(50) `m
 ordering is done only when someone asks for depth. This was ~1.8x a SortedDict in
 PERF-NOTES and keeps per-level work at a dict set/pop plus one compare.
 
-Exactness: every price/size string is validated once (`to_number`, cached) as a plain
-decimal with at most 15 significant digits and converted to a float. Within 15 digits the
+Exactness: every price string is validated once (`to_number`, cached: prices repeat) as a
+plain decimal with at most 15 significant digits and converted to a float. Sizes rarely
+repeat, so they go straight through `float()` and a finite, non-negative check (a cache
+miss per size cost more than the whole rest of the level update). Within 15 digits the
 float conversion is injective and order-preserving, so `"86626.0"`, `"86626"` and
 `"86626.00"` key the same level, distinct prices never collide, and `repr()` of the key
 prints the exact decimal back (no float artefacts). Spread and mid are computed in
@@ -66,6 +68,10 @@ def _convert(text: object) -> float:
     raise LevelError(f"price/size must be a string, got {type(text).__name__}")
 
 
+def _bad_size(size: object) -> LevelError:
+    return LevelError(f"size must be a finite non-negative number: {size!r}")
+
+
 def _level_error(exc: Exception) -> LevelError:
     """Malformed level lists (not [price, size] pairs, unhashable values) as a LevelError."""
     if isinstance(exc, LevelError):
@@ -115,13 +121,11 @@ class OrderBook:
             key = numbers.get(price)
             if key is None:
                 key = _convert(price)
-            amount = numbers.get(size)
-            if amount is None:
-                amount = _convert(size)
-            if amount:
+            amount = float(size)
+            if 0.0 < amount < inf:
                 side[key] = amount
-            else:
-                side.pop(key, None)
+            elif amount != 0.0:
+                raise _bad_size(size)
         return side
 
     def apply_delta(self, bids: list, asks: list) -> None:
@@ -149,13 +153,13 @@ class OrderBook:
             key = numbers.get(price)
             if key is None:
                 key = _convert(price)
-            amount = numbers.get(size)
-            if amount is None:
-                amount = _convert(size)
-            if amount:
+            amount = float(size)
+            if 0.0 < amount < inf:
                 side[key] = amount
                 if key > best:
                     best = key
+            elif amount != 0.0:
+                raise _bad_size(size)
             elif key == best:
                 del side[key]
                 lost_best = True
@@ -174,13 +178,13 @@ class OrderBook:
             key = numbers.get(price)
             if key is None:
                 key = _convert(price)
-            amount = numbers.get(size)
-            if amount is None:
-                amount = _convert(size)
-            if amount:
+            amount = float(size)
+            if 0.0 < amount < inf:
                 side[key] = amount
                 if key < best:
                     best = key
+            elif amount != 0.0:
+                raise _bad_size(size)
             elif key == best:
                 del side[key]
                 lost_best = True

@@ -41,16 +41,16 @@ from bookengine.events import (
 from bookengine.wire import Ack, ErrorMessage, Topic, decode_parsed
 
 _loads = orjson.loads
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (~2x faster)
 _NO_EVENTS: tuple = ()
 _SYNCED = SyncStatus.SYNCED
 _SAMPLE = 200  # bytes of a bad frame kept in its event
 
 
-@dataclass
+@dataclass(slots=True)
 class TopicStats:
     """Counters of one book (one symbol + grouping)."""
 
-    frames: int = 0
     snapshots: int = 0
     deltas: int = 0
     ignored: int = 0  # deltas received while not synced
@@ -61,6 +61,11 @@ class TopicStats:
     resyncs: int = 0
     timeouts: int = 0
     top_changes: int = 0
+    l1: int = 0
+
+    @property
+    def frames(self) -> int:
+        return self.snapshots + self.deltas + self.l1
 
 
 @dataclass
@@ -115,7 +120,9 @@ class BookSync:
         self._book_updates = book_updates
         self._timeout_ns = int(snapshot_timeout_s * 1e9)
         self._books: dict[tuple[str, int | None], _Book] = {}
-        self._routes: dict[tuple[str, str], _Book] = {}  # (topic as sent, data.symbol)
+        # Frames are routed by data.symbol + grouping; these caches map what was sent to it.
+        self._routes: dict[str, _Book] = {}  # topic as sent -> book (symbol checked per frame)
+        self._routes_by_pair: dict[tuple[str, str], _Book] = {}  # (topic as sent, data.symbol)
         self._subscribed: set[str] = set()
         self._pending: dict[str, int] = {}  # topic -> since when we wait for its snapshot
         self.stats = SyncStats()
@@ -251,8 +258,8 @@ class BookSync:
         if type(msg) is dict:
             data = msg.get("data")
             if type(data) is dict:
-                state = self._routes.get((msg.get("topic"), data.get("symbol")))
-                if state is None:
+                state = self._routes.get(msg.get("topic"))
+                if state is None or state.symbol != data.get("symbol"):
                     state = self._learn_route(msg, data)
                     if type(state) is str:
                         return self._bad(arrival_ns, raw, state, msg.get("topic"))
@@ -266,7 +273,6 @@ class BookSync:
 
     def _delta(self, state: _Book, data: dict, arrival_ns: int) -> Sequence[Event]:
         stats = state.stats
-        stats.frames += 1
         stats.deltas += 1
         if state.status is not _SYNCED:
             stats.ignored += 1
@@ -299,16 +305,19 @@ class BookSync:
             return _NO_EVENTS
         state.top = top
         stats.top_changes += 1
-        event = TopOfBook(
-            arrival_ns,
-            data.get("timestamp"),
-            state.symbol,
-            state.grouping,
-            seq,
-            top[0] if top[1] is not None else None,
-            top[1],
-            top[2] if top[3] is not None else None,
-            top[3],
+        event = _new(
+            TopOfBook,
+            (
+                arrival_ns,
+                data.get("timestamp"),
+                state.symbol,
+                state.grouping,
+                seq,
+                bid if top[1] is not None else None,
+                top[1],
+                ask if top[3] is not None else None,
+                top[3],
+            ),
         )
         if self._book_updates:
             return [
@@ -327,7 +336,6 @@ class BookSync:
 
     def _snapshot(self, state: _Book, data: dict, arrival_ns: int) -> Sequence[Event]:
         stats = state.stats
-        stats.frames += 1
         stats.snapshots += 1
         seq = data["seqNum"]
         if type(seq) is not int:
@@ -383,7 +391,7 @@ class BookSync:
 
     def _l1(self, state: _Book, data: dict, arrival_ns: int) -> Sequence[Event]:
         self.stats.l1_frames += 1
-        state.stats.frames += 1
+        state.stats.l1 += 1
         bids, asks = data["bids"], data["asks"]
         bid = bids[0] if bids else (None, None)
         ask = asks[0] if asks else (None, None)
@@ -411,10 +419,12 @@ class BookSync:
             topic = Topic.parse(text)
         except BookEngineError as exc:
             return str(exc)
-        # L1 quotes get a state of their own (grouping -1), apart from every book.
-        grouping = -1 if topic.kind == "snapshotL1" else topic.grouping
-        state = self._state_for(symbol, grouping, text)
-        self._routes[(text, symbol)] = state
+        state = self._routes_by_pair.get((text, symbol))
+        if state is None:
+            # L1 quotes get a state of their own (grouping -1), apart from every book.
+            grouping = -1 if topic.kind == "snapshotL1" else topic.grouping
+            state = self._routes_by_pair[(text, symbol)] = self._state_for(symbol, grouping, text)
+        self._routes[text] = state
         return state
 
     def _state_for(self, symbol: str, grouping: int | None, topic: str) -> _Book:

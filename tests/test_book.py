@@ -119,12 +119,32 @@ def test_crossed_detection():
         True,
     ],
 )
-def test_bad_numbers_are_refused(bad):
+def test_bad_prices_are_refused(bad):
     with pytest.raises(LevelError):
         to_number(bad)
     book = make([["100.0", "1"]], [["101.0", "1"]])
     with pytest.raises(LevelError):
-        book.apply_delta([["100.0", bad]], [])
+        book.apply_delta([[bad, "1"]], [])
+    with pytest.raises(LevelError):
+        book.apply_snapshot([[bad, "1"]], [])
+
+
+@pytest.mark.parametrize("bad", ["-1", "abc", "nan", "inf", "-0.5", "", None, ["1"], {}])
+def test_bad_sizes_are_refused(bad):
+    # Sizes go through float() (they rarely repeat, a validating cache would miss): anything
+    # float() reads as a finite non-negative number is a size; everything else is refused.
+    book = make([["100.0", "1"]], [["101.0", "1"]])
+    with pytest.raises(LevelError):
+        book.apply_delta([], [["101.0", bad]])
+    with pytest.raises(LevelError):
+        book.apply_snapshot([["100.0", bad]], [])
+
+
+@pytest.mark.parametrize("bad", [[["100.0"]], [["100.0", "1", "2"]], ["100.0"], "abc", 5, [None]])
+def test_malformed_level_lists_are_refused(bad):
+    book = make([["100.0", "1"]], [["101.0", "1"]])
+    with pytest.raises(LevelError):
+        book.apply_delta(bad, [])
 
 
 def test_numbers_are_exact_decimals():
