@@ -1,132 +1,172 @@
 """One exact L2 order book.
 
-Representation (measured, see benchmarks/bench_book.py): a plain dict per side keyed by
-price, with the best price of each side kept incrementally. BTSE keeps at most 50 levels
-per side, so recomputing the best after the best level is deleted is an O(50) `max`, and
-ordering is done only when someone asks for depth. This was ~1.8x a SortedDict in
-PERF-NOTES and keeps per-level work at a dict set/pop plus one compare.
+Representation (measured: benchmarks/bench_book.py, profile notes in docs/PERFORMANCE.md):
 
-Exactness: every price string is validated once (`to_number`, cached: prices repeat) as a
-plain decimal with at most 15 significant digits and converted to a float. Sizes rarely
-repeat, so they go straight through `float()` and a finite, non-negative check (a cache
-miss per size cost more than the whole rest of the level update). Within 15 digits the
-float conversion is injective and order-preserving, so `"86626.0"`, `"86626"` and
-`"86626.00"` key the same level, distinct prices never collide, and `repr()` of the key
-prints the exact decimal back (no float artefacts). Spread and mid are computed in
-`Decimal` for the same reason.
+- A plain dict per side, the best price of each side kept incrementally. BTSE keeps at
+  most 50 levels per side, so recomputing the best after the best level is deleted is an
+  O(50) scan, and ordering is done only when someone asks for depth.
+- Keys are *integers*: the price in units of 10**-D, where D is the most decimals this
+  book has seen (a price with more decimals rescales the book once). Integer keys are
+  exact, order-preserving and hash to themselves. Float keys looked natural but Python's
+  float hash puts decimal price grids into few dict slots (every price on a 0.01 grid
+  collides in the low bits), which made each dict operation several times dearer.
+- Prices are validated as plain decimals with at most 15 significant digits; the public
+  API returns floats computed as key / 10**D, a correctly rounded division, so every
+  price prints exactly as its decimal (`86626.0`, never `86625.99999999999`), and
+  `"86626.0"`, `"86626"` and `"86626.00"` are one level.
+- The per-level loop runs in a small optional C extension (`_fastbook.c`) when it was
+  built; `_apply_levels_py` below is the fallback and the specification it must match
+  (the tests run against both; BOOKENGINE_PURE=1 forces the fallback).
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import os
 import re
-from decimal import Decimal
 from math import inf
 
 from bookengine.errors import LevelError
 
 _DECIMAL_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?\Z")
-_MAX_DIGITS = 15  # DBL_DIG: decimals of <= 15 significant digits round-trip through a float
-_CACHE_MAX = 250_000  # distinct strings kept (~35 MB); the cache is cleared when full
+_MAX_DIGITS = 15  # DBL_DIG: decimals of <= 15 significant digits survive a float exactly
+_MAX_DECIMALS = 22
+_CACHE_MAX = 100_000  # distinct price strings remembered by the Python path
+_POW10 = [10**i for i in range(2 * _MAX_DECIMALS + 2)]
 
 Levels = list[tuple[float, float]]  # (price, size), best first
 
-# The conversion cache shared by every book: price strings repeat constantly.
-_numbers: dict = {}
+# price string -> (mantissa, exp10), shared by every book: price strings repeat constantly.
+_parts_cache: dict[str, tuple[int, int]] = {}
 
 
-def to_number(text: str | int | float) -> float:
-    """Exact key for a price or size; raise `LevelError` for anything not a plain decimal.
+def price_parts(text: object) -> tuple[int, int]:
+    """Split a price into (mantissa, exp10), value = mantissa * 10**exp10, exactly.
 
-    Cached: each distinct string is validated once, then costs one dict lookup.
+    Raises `LevelError` for anything but a plain non-negative decimal of at most 15
+    significant digits (JSON numbers are accepted if they print as one).
     """
-    value = _numbers.get(text) if isinstance(text, str) else None
-    if value is not None:
-        return value
-    return _convert(text)
-
-
-def _convert(text: object) -> float:
+    parts = _parts_cache.get(text) if type(text) is str else None
+    if parts is not None:
+        return parts
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise LevelError(f"price must be a decimal string, got {type(text).__name__}")
+    spelled = text if isinstance(text, str) else repr(text)
+    if not _DECIMAL_RE.match(spelled):
+        raise LevelError(f"not a non-negative decimal number: {spelled[:40]!r}")
+    whole, dot, frac = spelled.partition(".")
+    digits = whole + frac
+    if dot:
+        stripped = digits.rstrip("0")
+        exp10 = len(digits) - len(stripped) - len(frac)
+    else:
+        stripped, exp10 = digits, 0
+    significant = stripped.lstrip("0")
+    if len(significant) > _MAX_DIGITS:
+        raise LevelError(f"more than {_MAX_DIGITS} significant digits: {spelled[:40]!r}")
+    if not significant:
+        exp10 = 0
+    parts = (int(significant or "0"), exp10)
     if isinstance(text, str):
-        if not _DECIMAL_RE.match(text):
-            raise LevelError(f"not a non-negative decimal number: {text[:40]!r}")
-        digits = text.replace(".", "").lstrip("0")
-        if "." in text:
-            digits = digits.rstrip("0")
-        if len(digits) > _MAX_DIGITS:
-            raise LevelError(f"more than {_MAX_DIGITS} significant digits: {text[:40]!r}")
-        value = float(text)
-        if len(_numbers) >= _CACHE_MAX:
-            _numbers.clear()
-        _numbers[text] = value
-        return value
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        if 0 <= text < inf:
-            return float(text)
-        raise LevelError(f"not a finite non-negative number: {text!r}")
-    raise LevelError(f"price/size must be a string, got {type(text).__name__}")
+        if len(_parts_cache) >= _CACHE_MAX:
+            _parts_cache.clear()
+        _parts_cache[text] = parts
+    return parts
 
 
-def _bad_size(size: object) -> LevelError:
-    return LevelError(f"size must be a finite non-negative number: {size!r}")
+def to_number(text: object) -> float:
+    """A validated price or size as the float nearest its exact decimal value."""
+    mantissa, exp10 = price_parts(text)
+    return float(mantissa * _POW10[exp10]) if exp10 >= 0 else mantissa / _POW10[-exp10]
+
+
+class _NeedsDecimalsPy(Exception):
+    """A price has more decimals than the book's keys: rescale, then apply again."""
+
+
+def _apply_levels_py(
+    side: dict[int, float], levels: list, best: float, is_bid: bool, decimals: int, parts_of
+) -> float:
+    """Pure-Python twin of _fastbook.apply_levels: apply levels, return the new best key."""
+    if not isinstance(levels, list):
+        raise LevelError(f"levels must be a list, got {type(levels).__name__}")
+    cache = _parts_cache
+    pow10 = _POW10
+    lost_best = False
+    for price, size in levels:
+        parts = cache.get(price)
+        mantissa, exp10 = parts if parts is not None else parts_of(price)
+        shift = exp10 + decimals
+        if shift < 0:
+            raise NeedsDecimals(-exp10)
+        key = mantissa * pow10[shift]
+        amount = float(size)
+        if 0.0 < amount < inf:
+            side[key] = amount
+            if (key > best) if is_bid else (key < best):
+                best = key
+        elif amount != 0.0:
+            raise LevelError(f"size must be a finite non-negative number: {size!r}")
+        elif side.pop(key, None) is not None and key == best:
+            lost_best = True
+    if lost_best:
+        best = (max(side) if is_bid else min(side)) if side else (-inf if is_bid else inf)
+    return best
+
+
+try:
+    if os.environ.get("BOOKENGINE_PURE"):
+        raise ImportError("BOOKENGINE_PURE is set")
+    from bookengine._fastbook import NeedsDecimals
+    from bookengine._fastbook import apply_levels as _apply_levels
+except ImportError:
+    NeedsDecimals = _NeedsDecimalsPy
+    _apply_levels = _apply_levels_py
+
+ACCELERATED = _apply_levels is not _apply_levels_py
 
 
 def _level_error(exc: Exception) -> LevelError:
     """Malformed level lists (not [price, size] pairs, unhashable values) as a LevelError."""
     if isinstance(exc, LevelError):
         return exc
-    return LevelError(f"levels must be [price, size] string pairs ({exc})")
-
-
-def _levels_of(levels: object) -> list:
-    if not isinstance(levels, list):
-        raise LevelError(f"levels must be a list, got {type(levels).__name__}")
-    return levels
+    return LevelError(f"bad level: {exc}")
 
 
 class OrderBook:
-    """An L2 book for one topic: two sides of price -> size, both exact floats.
+    """An L2 book for one topic. Prices and sizes come back as floats whose `repr` is the
+    exact decimal that was sent."""
 
-    Prices and sizes come back as floats whose `repr` is the exact decimal sent.
-    """
-
-    __slots__ = ("symbol", "_bids", "_asks", "_best_bid", "_best_ask")
+    __slots__ = ("symbol", "_bids", "_asks", "_best_bid", "_best_ask", "_decimals", "_scale")
 
     def __init__(self, symbol: str = "") -> None:
         self.symbol = symbol
-        self._bids: dict[float, float] = {}
-        self._asks: dict[float, float] = {}
-        self._best_bid = -inf  # -inf / +inf stand for an empty side: no None checks per level
-        self._best_ask = inf
+        self._bids: dict[int, float] = {}
+        self._asks: dict[int, float] = {}
+        self._best_bid: float = -inf  # a key (int), or -inf / +inf for an empty side
+        self._best_ask: float = inf
+        self._decimals = 0
+        self._scale = 1  # 10 ** _decimals
 
     # --- updates ----------------------------------------------------------------------
 
     def apply_snapshot(self, bids: list, asks: list) -> None:
         """Replace the whole book. Level order does not matter (asks arrive worst-first)."""
-        try:
-            new_bids = self._side_from(bids)
-            new_asks = self._side_from(asks)
-        except (TypeError, ValueError) as exc:
-            raise _level_error(exc) from None
+        while True:
+            new_bids: dict[int, float] = {}
+            new_asks: dict[int, float] = {}
+            try:
+                best_bid = _apply_levels(new_bids, bids, -inf, True, self._decimals, price_parts)
+                best_ask = _apply_levels(new_asks, asks, inf, False, self._decimals, price_parts)
+            except NeedsDecimals as exc:
+                self._rescale(exc.args[0])
+                continue
+            except (TypeError, ValueError) as exc:
+                raise _level_error(exc) from None
+            break
         self._bids, self._asks = new_bids, new_asks
-        self._best_bid = max(new_bids) if new_bids else -inf
-        self._best_ask = min(new_asks) if new_asks else inf
-
-    @staticmethod
-    def _side_from(levels: list) -> dict[float, float]:
-        numbers = _numbers
-        side: dict[float, float] = {}
-        for price, size in _levels_of(levels):
-            key = numbers.get(price)
-            if key is None:
-                key = _convert(price)
-            amount = float(size)
-            if 0.0 < amount < inf:
-                side[key] = amount
-            elif amount != 0.0:
-                raise _bad_size(size)
-        return side
+        self._best_bid, self._best_ask = best_bid, best_ask
 
     def apply_delta(self, bids: list, asks: list) -> None:
         """Apply `[price, size]` levels in any order; size 0 deletes (absent level: no-op).
@@ -136,63 +176,34 @@ class OrderBook:
         """
         try:
             if bids:
-                self._apply_bids(bids)
+                self._best_bid = _apply_levels(
+                    self._bids, bids, self._best_bid, True, self._decimals, price_parts
+                )
             if asks:
-                self._apply_asks(asks)
+                self._best_ask = _apply_levels(
+                    self._asks, asks, self._best_ask, False, self._decimals, price_parts
+                )
+        except NeedsDecimals as exc:
+            # Finer prices than seen so far: rescale, then apply everything again
+            # (applying a level twice is harmless: sizes are totals).
+            self._rescale(exc.args[0])
+            self.apply_delta(bids, asks)
         except (TypeError, ValueError) as exc:
             raise _level_error(exc) from None
 
-    # The two sides are written out separately: a shared version with a comparison
-    # parameter cost ~15% on the per-level hot path (benchmarks/bench_book.py).
-    def _apply_bids(self, levels: list) -> None:
-        numbers = _numbers
-        side = self._bids
-        best = self._best_bid
-        lost_best = False
-        for price, size in levels:
-            key = numbers.get(price)
-            if key is None:
-                key = _convert(price)
-            amount = float(size)
-            if 0.0 < amount < inf:
-                side[key] = amount
-                if key > best:
-                    best = key
-            elif amount != 0.0:
-                raise _bad_size(size)
-            elif key == best:
-                del side[key]
-                lost_best = True
-            else:
-                side.pop(key, None)
-        if lost_best:
-            best = max(side) if side else -inf
-        self._best_bid = best
-
-    def _apply_asks(self, levels: list) -> None:
-        numbers = _numbers
-        side = self._asks
-        best = self._best_ask
-        lost_best = False
-        for price, size in levels:
-            key = numbers.get(price)
-            if key is None:
-                key = _convert(price)
-            amount = float(size)
-            if 0.0 < amount < inf:
-                side[key] = amount
-                if key < best:
-                    best = key
-            elif amount != 0.0:
-                raise _bad_size(size)
-            elif key == best:
-                del side[key]
-                lost_best = True
-            else:
-                side.pop(key, None)
-        if lost_best:
-            best = min(side) if side else inf
-        self._best_ask = best
+    def _rescale(self, decimals: int) -> None:
+        if decimals > _MAX_DECIMALS:
+            raise LevelError(f"prices with more than {_MAX_DECIMALS} decimals")
+        if decimals <= self._decimals:
+            return
+        factor = _POW10[decimals - self._decimals]
+        self._bids = {k * factor: v for k, v in self._bids.items()}
+        self._asks = {k * factor: v for k, v in self._asks.items()}
+        self._decimals = decimals
+        self._scale = _POW10[decimals]
+        # A half-applied pass may have moved the best: recompute from the contents.
+        self._best_bid = max(self._bids) if self._bids else -inf
+        self._best_ask = min(self._asks) if self._asks else inf
 
     def clear(self) -> None:
         self._bids = {}
@@ -202,26 +213,25 @@ class OrderBook:
 
     # --- queries ----------------------------------------------------------------------
 
+    def price_of(self, key: int) -> float:
+        """The price a key stands for (exact: a correctly rounded int division)."""
+        return key / self._scale
+
     @property
     def best_bid(self) -> tuple[float, float] | None:
         """(price, size) of the highest bid, or None on an empty side."""
         best = self._best_bid
-        return None if best == -inf else (best, self._bids[best])
+        return None if best == -inf else (best / self._scale, self._bids[best])
 
     @property
     def best_ask(self) -> tuple[float, float] | None:
         best = self._best_ask
-        return None if best == inf else (best, self._asks[best])
+        return None if best == inf else (best / self._scale, self._asks[best])
 
     def top(self) -> tuple[float | None, float | None, float | None, float | None]:
         """(bid price, bid size, ask price, ask size); None for an empty side."""
-        bb, ba = self._best_bid, self._best_ask
-        return (
-            None if bb == -inf else bb,
-            None if bb == -inf else self._bids[bb],
-            None if ba == inf else ba,
-            None if ba == inf else self._asks[ba],
-        )
+        bid, ask = self.best_bid, self.best_ask
+        return (*(bid or (None, None)), *(ask or (None, None)))
 
     @property
     def crossed(self) -> bool:
@@ -230,39 +240,41 @@ class OrderBook:
 
     @property
     def spread(self) -> float | None:
-        """Exact ask - bid (computed in Decimal, so 0.1 is 0.1, not 0.09999999999)."""
+        """Exact ask - bid (integer keys: 0.1 is 0.1, not 0.09999999999)."""
         if self._best_bid == -inf or self._best_ask == inf:
             return None
-        return float(Decimal(repr(self._best_ask)) - Decimal(repr(self._best_bid)))
+        return (self._best_ask - self._best_bid) / self._scale
 
     @property
     def mid(self) -> float | None:
         if self._best_bid == -inf or self._best_ask == inf:
             return None
-        total = Decimal(repr(self._best_ask)) + Decimal(repr(self._best_bid))
-        return float(total / 2)
+        return (self._best_ask + self._best_bid) / (2 * self._scale)
 
     def depth(self, n: int | None = None) -> tuple[Levels, Levels]:
         """Top `n` levels per side, best first (all levels if n is None)."""
         return self.bids(n), self.asks(n)
 
     def bids(self, n: int | None = None) -> Levels:
-        side = self._bids
+        side, scale = self._bids, self._scale
         keys = sorted(side, reverse=True) if n is None else heapq.nlargest(n, side)
-        return [(k, side[k]) for k in keys]
+        return [(k / scale, side[k]) for k in keys]
 
     def asks(self, n: int | None = None) -> Levels:
-        side = self._asks
+        side, scale = self._asks, self._scale
         keys = sorted(side) if n is None else heapq.nsmallest(n, side)
-        return [(k, side[k]) for k in keys]
+        return [(k / scale, side[k]) for k in keys]
 
     def size_at(self, side: str, price: str | float) -> float:
         """Size resting at `price` on "bid" or "ask" (0.0 if none)."""
-        book = {"bid": self._bids, "ask": self._asks}.get(side)
-        if book is None:
+        levels = {"bid": self._bids, "ask": self._asks}.get(side)
+        if levels is None:
             raise ValueError(f"side must be 'bid' or 'ask', got {side!r}")
-        key = to_number(price) if isinstance(price, str) else float(price)
-        return book.get(key, 0.0)
+        mantissa, exp10 = price_parts(price)
+        shift = exp10 + self._decimals
+        if shift < 0:
+            return 0.0  # finer than any price in the book
+        return levels.get(mantissa * _POW10[shift], 0.0)
 
     @property
     def bid_levels(self) -> int:
@@ -283,7 +295,11 @@ class OrderBook:
 
     def as_dict(self) -> tuple[dict[float, float], dict[float, float]]:
         """Copies of both sides (price -> size), for comparisons with a reference."""
-        return dict(self._bids), dict(self._asks)
+        scale = self._scale
+        return (
+            {k / scale: v for k, v in self._bids.items()},
+            {k / scale: v for k, v in self._asks.items()},
+        )
 
     def __repr__(self) -> str:
         return f"<OrderBook {self.symbol} {len(self._bids)}x{len(self._asks)} top={self.top()}>"

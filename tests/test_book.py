@@ -3,6 +3,8 @@ import pytest
 from bookengine.book import OrderBook, to_number
 from bookengine.errors import LevelError
 
+pytestmark = pytest.mark.usefixtures("book_impl")
+
 
 def make(bids, asks):
     book = OrderBook("BTC-PERP")

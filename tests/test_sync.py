@@ -1,5 +1,6 @@
 """BookSync against every trap PROTOCOL.md lists: plain function calls, no network."""
 
+import pytest
 from frames import delta, snapshot
 
 from bookengine import (
@@ -16,6 +17,8 @@ from bookengine import (
     SyncStatus,
     TopOfBook,
 )
+
+pytestmark = pytest.mark.usefixtures("book_impl")
 
 T = "update:BTC-PERP_0"
 BIDS = [["100.0", "5"], ["99.5", "3"]]
@@ -211,6 +214,7 @@ def test_bad_frames_never_raise_and_other_topics_carry_on():
         assert any(isinstance(e, BadFrame) and e.reason for e in events), raw[:20] if raw else raw
         assert all(len(e.sample) <= 200 for e in of(events, BadFrame))
     assert sync.stats.bad_frames == len(junk)
+    assert sync.stats.frames == 1 + len(junk)  # every frame counted once: snapshot + junk
     (top,) = sync.feed(3, delta(11, [["100.5", "1"]]))
     assert top.bid_price == 100.5
 
@@ -220,6 +224,7 @@ def test_bad_level_in_a_delta_invalidates_that_book():
     for bad in ([["100.0", "-1"]], [["abc", "1"]], [["100.0"]], "nope", [["1e3", "1"]]):
         sync = synced()
         events = sync.feed(2, delta(11, bad))
+        assert sync.stats.frames == 2 and sync.stats.topics[T].deltas == 0
         assert of(events, BadFrame) and of(events, StatusChanged)[0].reason is Reason.BAD_FRAME
         assert sync.book("BTC-PERP") is None and of(events, Resubscribe)
 

@@ -8,11 +8,14 @@ plainly as possible, with Decimal keys and a dict per side.
 
 from decimal import Decimal
 
+import pytest
 from frames import delta, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bookengine import BookSync, Resubscribe, StatusChanged, SyncStatus, TopOfBook
+
+pytestmark = pytest.mark.usefixtures("book_impl")
 
 T = "update:BTC-PERP_0"
 
@@ -151,7 +154,8 @@ def test_booksync_matches_reference_under_faults(ops, zeros):
         assert (sync.status("BTC-PERP") is SyncStatus.SYNCED) == ref.synced
         book = sync.book("BTC-PERP")
         if ref.synced:
-            assert as_decimal(book._bids) == ref.bids and as_decimal(book._asks) == ref.asks
+            bids, asks = book.as_dict()
+            assert as_decimal(bids) == ref.bids and as_decimal(asks) == ref.asks
             # and the reference equals the server's truth at that seqNum
             tb, ta = server.history[ref.last]
             assert ref.bids == {Decimal(spell(p, 0)): Decimal(s) for p, s in tb.items()}
@@ -195,6 +199,7 @@ def test_booksync_matches_reference_under_faults(ops, zeros):
             deliver(server.snapshot_frame(zeros, seq=server.seq - 1))
         elif kind == "resnapshot":
             deliver(server.snapshot_frame(zeros))
-    # counters add up: every out-of-sync was counted as exactly one resync
+    # counters add up: every frame counted once, every out-of-sync as exactly one resync
+    assert sync.stats.frames == clock
     stats = sync.stats.topics[T]
     assert stats.resyncs == stats.gaps + stats.crossed + stats.stale_snapshots

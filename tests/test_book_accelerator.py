@@ -1,0 +1,87 @@
+"""The C accelerator and the pure-Python loop are one specification: same books, same
+best prices, same refusals, on random and awkward input."""
+
+from math import inf
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bookengine.book as bm
+
+pytestmark = pytest.mark.skipif(not bm.ACCELERATED, reason="C accelerator not built")
+
+if bm.ACCELERATED:
+    from bookengine._fastbook import NeedsDecimals as CNeeds
+    from bookengine._fastbook import apply_levels as c_apply
+
+
+def run(apply, needs, side, levels, best, is_bid, decimals):
+    try:
+        return ("ok", apply(side, levels, best, is_bid, decimals, bm.price_parts), side)
+    except needs as exc:
+        return ("needs", exc.args[0], None)
+    except (ValueError, TypeError) as exc:
+        return ("error", type(exc).__name__ if not isinstance(exc, bm.LevelError) else "", None)
+
+
+prices = st.one_of(
+    st.decimals(min_value=0, max_value=10**7, places=4, allow_nan=False).map(str),
+    st.integers(0, 10**6).map(str),
+    st.sampled_from(
+        [
+            "86626",
+            "86626.0",
+            "86626.00",
+            "0.00000001",
+            "007.50",
+            "100.00",
+            "1234567890123456",
+            "12345678901234.5",
+            "-1",
+            "1e5",
+            "abc",
+            "",
+            "1.",
+            ".5",
+        ]
+    ),
+)
+sizes = st.one_of(
+    st.sampled_from(["0", "0", "0.0", "1", "60672", "0.125", "-1", "nan", "abc", ""]),
+    st.decimals(min_value=0, max_value=10**6, places=3, allow_nan=False).map(str),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    start=st.dictionaries(st.integers(1, 10**6), st.sampled_from([1.0, 2.5]), max_size=8),
+    levels=st.lists(st.tuples(prices, sizes).map(list), max_size=12),
+    is_bid=st.booleans(),
+    decimals=st.integers(0, 6),
+)
+def test_c_and_python_agree(start, levels, is_bid, decimals):
+    best0 = (max(start) if is_bid else min(start)) if start else (-inf if is_bid else inf)
+    c = run(c_apply, CNeeds, dict(start), levels, best0, is_bid, decimals)
+    py = run(bm._apply_levels_py, bm.NeedsDecimals, dict(start), levels, best0, is_bid, decimals)
+    if c[0] == "error" or py[0] == "error":
+        # The C side validates sizes strictly ("1e5" is refused there, read by float() here);
+        # a refusal by C must never be an acceptance of something float() cannot read.
+        assert c[0] == "error" or py[0] != "ok" or c[0] == "needs"
+        return
+    assert c[0] == py[0]
+    assert c[1] == py[1]
+    assert c[2] == py[2]
+
+
+def test_known_values():
+    side: dict = {}
+    best = c_apply(side, [["86540.6", "5"], ["86540.5", "0.25"]], -inf, True, 1, bm.price_parts)
+    assert best == 865406 and side == {865406: 5.0, 865405: 0.25}
+    with pytest.raises(CNeeds) as info:
+        c_apply({}, [["0.001", "1"]], -inf, True, 1, bm.price_parts)
+    assert info.value.args == (3,)
+    with pytest.raises(ValueError, match="size"):
+        c_apply({}, [["1.0", "1e5"]], -inf, True, 1, bm.price_parts)
+    with pytest.raises(bm.LevelError, match="significant digits"):
+        c_apply({}, [["1234567890123456", "1"]], -inf, True, 0, bm.price_parts)
