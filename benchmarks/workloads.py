@@ -1,0 +1,163 @@
+"""The loops the benchmarks time, on realistic frames from the simulator's market model.
+
+Every comparison is a ratio of two loops over the *same* frames in the *same* process
+(this machine is shared and noisy): e.g. BookSync.feed frames/s divided by
+orjson.loads-only frames/s.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import time
+from collections.abc import Callable, Sequence
+
+import orjson
+
+from bookengine import BookSync, TopOfBook
+
+
+@functools.cache
+def realistic_frames(symbol: str = "BTC-PERP", n: int = 20_000, seed: int = 1) -> tuple[bytes, ...]:
+    """A snapshot then `n` deltas of one topic, seeded (the simulator's realistic model)."""
+    from bookengine.simulator import realistic_frames as generate
+
+    return tuple(generate(symbol=symbol, n=n, seed=seed))
+
+
+def frame_shape(frames: Sequence[bytes]) -> dict[str, float]:
+    """Mean bytes, level entries and deletions per delta: what the figures were measured on."""
+    deltas = [orjson.loads(f)["data"] for f in frames[1:]]
+    entries = [len(d["bids"]) + len(d["asks"]) for d in deltas]
+    zeros = [sum(1 for _, s in d["bids"] + d["asks"] if s == "0") for d in deltas]
+    return {
+        "bytes": sum(map(len, frames[1:])) / len(deltas),
+        "entries": sum(entries) / len(deltas),
+        "deletions": sum(zeros) / len(deltas),
+    }
+
+
+# --- the loops ---------------------------------------------------------------------------
+
+
+def parse_floor(frames: Sequence[bytes]) -> int:
+    """orjson.loads alone: the floor every engine is measured against."""
+    loads = orjson.loads
+    for raw in frames:
+        loads(raw)
+    return len(frames)
+
+
+def booksync(frames: Sequence[bytes]) -> int:
+    """BookSync.feed end to end: parse, route, seq check, apply, top-of-book events."""
+    sync = BookSync()
+    sync.subscribe(["update:BTC-PERP_0"], 0)
+    feed = sync.feed
+    tops = 0
+    for i, raw in enumerate(frames):
+        for event in feed(i, raw):
+            tops += type(event) is TopOfBook
+    if sync.stats.gaps or sync.stats.bad_frames:
+        raise AssertionError(f"benchmark frames were not clean: {sync.stats}")
+    return tops
+
+
+def c_orderbook(frames: Sequence[bytes]) -> int:
+    """The same job on the C-extension book from PyPI `order-book` (float keys): parse,
+    seq check, apply, read the best levels, build a top-of-book event when they change."""
+    from order_book import OrderBook as COrderBook
+
+    loads = orjson.loads
+    book = COrderBook()
+    last = -1
+    top = None
+    tops = 0
+    for i, raw in enumerate(frames):
+        data = loads(raw)["data"]
+        if data["type"] == "snapshot":
+            book = COrderBook()
+        elif data["prevSeqNum"] != last:
+            raise AssertionError("gap in benchmark frames")
+        bids, asks = book.bids, book.asks
+        for price, size in data["bids"]:
+            amount = float(size)
+            if amount:
+                bids[float(price)] = amount
+            else:
+                try:
+                    del bids[float(price)]
+                except KeyError:
+                    pass
+        for price, size in data["asks"]:
+            amount = float(size)
+            if amount:
+                asks[float(price)] = amount
+            else:
+                try:
+                    del asks[float(price)]
+                except KeyError:
+                    pass
+        last = data["seqNum"]
+        new_top = (*bids.index(0), *asks.index(0))
+        if new_top != top:
+            top = new_top
+            tops += 1
+            TopOfBook(i, data["timestamp"], data["symbol"], 0, last, *new_top)
+    return tops
+
+
+def sorteddict_naive(frames: Sequence[bytes]) -> int:
+    """The straightforward engine issue 8 started from: SortedDict per side, float keys."""
+    from sortedcontainers import SortedDict
+
+    loads = orjson.loads
+    bids, asks = SortedDict(), SortedDict()
+    last = -1
+    top = None
+    tops = 0
+    for i, raw in enumerate(frames):
+        data = loads(raw)["data"]
+        if data["type"] == "snapshot":
+            bids.clear()
+            asks.clear()
+        elif data["prevSeqNum"] != last:
+            raise AssertionError("gap in benchmark frames")
+        for side, levels in ((bids, data["bids"]), (asks, data["asks"])):
+            for price, size in levels:
+                amount = float(size)
+                if amount:
+                    side[float(price)] = amount
+                else:
+                    side.pop(float(price), None)
+        last = data["seqNum"]
+        new_top = (*bids.peekitem(-1), *asks.peekitem(0))
+        if new_top != top:
+            top = new_top
+            tops += 1
+            TopOfBook(i, data["timestamp"], data["symbol"], 0, last, *new_top)
+    return tops
+
+
+# --- timing --------------------------------------------------------------------------------
+
+
+def best_time(fn: Callable[[], object], repeat: int = 5) -> float:
+    """Best of `repeat` wall-clock runs (the least disturbed by the shared machine)."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def compare(
+    loops: dict[str, Callable[[], object]], items: int, repeat: int = 5
+) -> dict[str, float]:
+    """Items/s of each loop, runs interleaved so that machine noise hits all alike."""
+    best = {name: float("inf") for name in loops}
+    for _ in range(repeat):
+        for name, fn in loops.items():
+            best[name] = min(best[name], best_time(fn, repeat=1))
+    return {name: items / seconds for name, seconds in best.items()}
