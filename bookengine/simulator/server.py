@@ -1,0 +1,546 @@
+"""The simulator's WebSocket server: BTSE's OSS endpoints on loopback, faults on demand.
+
+    async with Simulator(symbols=["BTC-USD", "BTC-PERP"], rate=200) as sim:
+        ...connect to sim.spot_url / sim.futures_url...
+
+One ticker task advances every subscribed topic's market model at `rate` deltas/s and
+fans each frame (encoded once) out to the subscribers. Each connection has a writer task
+fed by a queue: a consumer too slow to keep `max_queue` frames drained gets error 1007
+and a 1007 close, as BTSE does when its outbound buffer fills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from bookengine.simulator.faults import Faults, Injected
+from bookengine.simulator.market import MarketModel
+from bookengine.wire import FUTURES_PATH, MAX_TOPICS_PER_CONNECTION, SPOT_PATH, is_futures
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD", "BTC-PERP", "ETH-PERP")
+_TICK_S = 0.002
+
+
+def _error(code: int, message: str, arg: str | None = None) -> bytes:
+    item: dict = {"error": {"code": code, "message": message}}
+    if arg is not None:
+        item = {"arg": arg, **item}
+    return orjson.dumps({"severity": "ERROR", "errors": [item]})
+
+
+@dataclass
+class _Topic:
+    """One served chain: a model and who listens (conn -> the spelling they used)."""
+
+    key: tuple[str, int]
+    model: MarketModel
+    subscribers: dict[int, str] = field(default_factory=dict)
+    carry: float = 0.0  # fractional deltas due
+    ahead: deque = field(default_factory=deque)  # pre-generated (seq, frame)
+    sent_seq: int = 0  # last seqNum published
+
+
+@dataclass
+class _Conn:
+    id: int
+    ws: ServerConnection
+    market: str  # "spot" | "futures"
+    queue: deque = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    topics: set = field(default_factory=set)  # subscribed topic strings, as spelled
+    l1: set = field(default_factory=set)  # symbols with snapshotL1 subscribed
+    held: dict = field(default_factory=dict)  # reorder: topic key -> held frame
+    stalled_until: float = 0.0
+    last_rx: float = field(default_factory=time.monotonic)
+    closing: bool = False
+
+
+class Simulator:
+    """A local BTSE OSS server. See docs/SIMULATOR.md for the protocol and the faults."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        symbols: list[str] | tuple[str, ...] = DEFAULT_SYMBOLS,
+        rate: float = 200.0,
+        seed: int = 1,
+        faults: Faults | None = None,
+        record_sent: bool = False,
+        idle_timeout: float = 60.0,
+        max_queue: int = 50_000,
+        preload: int = 0,
+    ) -> None:
+        if rate < 0:
+            raise ValueError("rate must be >= 0 deltas/s per topic")
+        self.host = host
+        self.port = port
+        self.symbols = [s.upper() for s in symbols]
+        self.rate = rate
+        self.seed = seed
+        self.faults = faults or Faults()
+        self.record_sent = record_sent
+        self.idle_timeout = idle_timeout
+        self.max_queue = max_queue
+        self.preload = preload
+        self.sent: dict[int, list[bytes]] = {}
+        self.injected: list[Injected] = []
+        self._topic_faults: dict[str, Faults] = {}
+        self._rnd = random.Random(seed)
+        self._topics: dict[tuple[str, int], _Topic] = {}
+        self._conns: dict[int, _Conn] = {}
+        self._next_conn = 0
+        self._server: Server | None = None
+        self._ticker: asyncio.Task | None = None
+        self._refuse_until = 0.0
+        self._frames_sent = 0
+        self._connections_total = 0
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def spot_url(self) -> str:
+        return self.url + SPOT_PATH
+
+    @property
+    def futures_url(self) -> str:
+        return self.url + FUTURES_PATH
+
+    async def start(self) -> None:
+        """Listen (again: after stop(), on the same port) and start the market."""
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            compression=None,  # BTSE negotiates deflate only when asked; we never do
+            process_request=self._process_request,
+            ping_interval=None,
+            max_size=1 << 20,
+            max_queue=None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ticker = asyncio.create_task(self._tick_loop())
+
+    async def stop(self) -> None:
+        """Close every connection (abruptly) and stop listening; the books keep their state."""
+        if self._ticker:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        for conn in list(self._conns.values()):
+            conn.ws.transport.abort()
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- controls for tests ---------------------------------------------------------------
+
+    def set_faults(self, faults: Faults, topic: str | None = None) -> None:
+        """Change faults for everything, or for one topic (`update:BTC-PERP_0`)."""
+        if topic is None:
+            self.faults = faults
+            self._topic_faults.clear()
+        else:
+            self._topic_faults[topic] = faults
+
+    async def disconnect_all(self, code: int | None = None) -> None:
+        """Drop every connection: None = TCP abort without close frame, else close(code)."""
+        for conn in list(self._conns.values()):
+            await self._drop(conn, code, "disconnect_all")
+
+    def refuse_connections(self, seconds: float) -> None:
+        """Answer new handshakes with HTTP 503 for a while."""
+        self._refuse_until = time.monotonic() + seconds
+
+    def book_at(
+        self, symbol: str, grouping: int, seq: int
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The true book right after `seq`: price string -> size string per side."""
+        topic = self._topics.get((symbol, grouping))
+        if topic is None:
+            raise KeyError(f"update:{symbol}_{grouping} was never served")
+        return topic.model.book_text_at(seq)
+
+    def model(self, symbol: str, grouping: int = 0) -> MarketModel:
+        return self._topic(symbol, grouping).model
+
+    def stats(self) -> dict:
+        kinds: dict[str, int] = {}
+        for item in self.injected:
+            kinds[item.kind] = kinds.get(item.kind, 0) + 1
+        return {
+            "connections": len(self._conns),
+            "connections_total": self._connections_total,
+            "frames_sent": self._frames_sent,
+            "topics": {f"update:{s}_{g}": t.sent_seq for (s, g), t in self._topics.items()},
+            "injected": kinds,
+        }
+
+    # --- connections ----------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request):  # noqa: ANN001
+        if time.monotonic() < self._refuse_until:
+            self._inject("refused", None, None, None)
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "refusing connections\n")
+        if request.path not in (SPOT_PATH, FUTURES_PATH):
+            return connection.respond(
+                HTTPStatus.NOT_FOUND, f"serving {SPOT_PATH} and {FUTURES_PATH}\n"
+            )
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        self._next_conn += 1
+        self._connections_total += 1
+        market = "futures" if ws.request.path == FUTURES_PATH else "spot"
+        conn = _Conn(self._next_conn, ws, market)
+        self._conns[conn.id] = conn
+        if self.record_sent:
+            self.sent[conn.id] = []
+        writer = asyncio.create_task(self._writer(conn))
+        monitor = asyncio.create_task(self._monitor(conn))
+        try:
+            async for message in ws:
+                conn.last_rx = time.monotonic()
+                self._on_request(conn, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._conns.pop(conn.id, None)
+            for topic in self._topics.values():
+                topic.subscribers.pop(conn.id, None)
+            writer.cancel()
+            monitor.cancel()
+
+    async def _writer(self, conn: _Conn) -> None:
+        try:
+            while True:
+                await conn.wake.wait()
+                conn.wake.clear()
+                while conn.queue and time.monotonic() >= conn.stalled_until:
+                    frame = conn.queue.popleft()
+                    await conn.ws.send(frame, text=True)
+                    self._frames_sent += 1
+                    if self.record_sent:
+                        self.sent[conn.id].append(frame)
+                if conn.queue:  # stalled: look again soon
+                    await asyncio.sleep(_TICK_S * 5)
+                    conn.wake.set()
+        except ConnectionClosed:
+            pass
+
+    async def _monitor(self, conn: _Conn) -> None:
+        """Once a second: idle close, and the per-second faults."""
+        check = min(1.0, max(self.idle_timeout / 4, 0.05))
+        elapsed = 0.0
+        while True:
+            await asyncio.sleep(check)
+            now = time.monotonic()
+            if not conn.topics and not conn.l1 and now - conn.last_rx > self.idle_timeout:
+                self._inject("idle_close", conn.id, None, None)
+                conn.ws.transport.abort()  # BTSE: 1006, no close frame
+                return
+            elapsed += check
+            if elapsed < 1.0:
+                continue
+            elapsed = 0.0
+            faults = self.faults
+            if self._rnd.random() < faults.stall:
+                conn.stalled_until = now + faults.stall_s
+                self._inject("stall", conn.id, None, None)
+            if self._rnd.random() < faults.disconnect:
+                await self._drop(conn, None, "disconnect")
+                return
+            if self._rnd.random() < faults.close_1007:
+                await self._drop(conn, 1007, "close_1007")
+                return
+
+    async def _drop(self, conn: _Conn, code: int | None, kind: str) -> None:
+        self._inject(kind, conn.id, None, None)
+        if code is None:
+            conn.ws.transport.abort()
+            return
+        if code == 1007:
+            with contextlib.suppress(ConnectionClosed):
+                await conn.ws.send(_error(1007, "Outbound buffer is full"), text=True)
+        with contextlib.suppress(ConnectionClosed):
+            await conn.ws.close(code, "simulator")
+
+    def _send(self, conn: _Conn, frame: bytes) -> None:
+        if conn.closing:
+            return
+        conn.queue.append(frame)
+        conn.wake.set()
+        if len(conn.queue) > self.max_queue:
+            # BTSE closes a consumer that lets its outbound buffer fill up.
+            conn.closing = True
+            conn.queue.clear()
+            asyncio.get_running_loop().create_task(self._drop(conn, 1007, "slow_consumer"))
+
+    def _inject(self, kind: str, conn_id: int | None, topic: str | None, seq: int | None) -> None:
+        self.injected.append(Injected(kind, conn_id, topic, seq, time.time_ns()))
+
+    # --- requests -----------------------------------------------------------------------
+
+    def _on_request(self, conn: _Conn, message: str | bytes) -> None:
+        if message == "ping":
+            self._send(conn, b"pong")
+            return
+        try:
+            request = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            self._send(conn, _error(1002, "Invalid request"))
+            return
+        if not isinstance(request, dict):
+            self._send(conn, _error(1002, "Invalid request"))
+            return
+        op = request.get("op")
+        if op not in ("subscribe", "unsubscribe"):
+            self._send(conn, _error(1001, "Operation provided is currently not supported"))
+            return
+        args = request.get("args")
+        if not isinstance(args, list) or not args:
+            return  # BTSE sends no reply at all
+        if op == "subscribe":
+            self._subscribe(conn, [a for a in args if isinstance(a, str)])
+        else:
+            self._unsubscribe(conn, [a for a in args if isinstance(a, str)])
+
+    def _resolve(self, conn: _Conn, arg: str) -> tuple[str, str, int | None] | bytes:
+        """(kind, canonical symbol, grouping) for a topic, or the error frame to send."""
+        kind, _, rest = arg.partition(":")
+        if kind not in ("update", "snapshotL1") or not rest:
+            return _error(1005, "Topic provided does not exist.", arg)
+        grouping: int | None = None
+        symbol = rest
+        if kind == "update":
+            head, us, tail = rest.rpartition("_")
+            if us and tail.isdigit():
+                symbol, grouping = head, int(tail)
+            elif us:
+                return _error(1005, "Topic provided does not exist.", arg)
+        symbol = self._fold(symbol)
+        market = "futures" if is_futures(symbol) else "spot"
+        if symbol not in self.symbols or market != conn.market:
+            return _error(1000, "Market pair provided is currently not supported.", arg)
+        return kind, symbol, grouping
+
+    def _fold(self, symbol: str) -> str:
+        """BTSE folds alternative spellings: BTC-PERP-USDT is BTC-PERP."""
+        if symbol.endswith("-USDT") and symbol[: -len("-USDT")] in self.symbols:
+            base = symbol[: -len("-USDT")]
+            if is_futures(base):
+                return base
+        return symbol
+
+    def _subscribe(self, conn: _Conn, args: list[str]) -> None:
+        acked: list[str] = []
+        after_ack: list[bytes] = []
+        for arg in args:
+            resolved = self._resolve(conn, arg)
+            if isinstance(resolved, bytes):
+                self._send(conn, resolved)
+                continue
+            if (
+                arg not in conn.topics
+                and len(conn.topics) + len(conn.l1) >= MAX_TOPICS_PER_CONNECTION
+            ):
+                self._send(
+                    conn, _error(1002, f"Too many topics (max {MAX_TOPICS_PER_CONNECTION})", arg)
+                )
+                continue
+            kind, symbol, grouping = resolved
+            acked.append(arg)
+            if kind == "snapshotL1":
+                conn.l1.add(symbol)
+                self._topic(symbol, 0)  # L1 follows the full-precision book
+                continue
+            conn.topics.add(arg)
+            if grouping is not None and grouping > 8:
+                continue  # acknowledged, then silent forever (as BTSE)
+            topic = self._topic(symbol, 0 if grouping is None else grouping)
+            topic.subscribers[conn.id] = arg
+            conn.held.pop(topic.key, None)  # a held-back delta is older than this snapshot
+            snapshot = self._snapshot_for(conn, topic, arg)
+            if self._rnd.random() < 0.5:  # the first snapshot may arrive before the ack
+                self._send(conn, snapshot)
+            else:
+                after_ack.append(snapshot)
+        if acked:
+            order = acked[:]
+            self._rnd.shuffle(order)  # channel order may differ from the request
+            self._send(conn, orjson.dumps({"event": "subscribe", "channel": order}))
+        for snapshot in after_ack:
+            self._send(conn, snapshot)
+
+    def _snapshot_for(self, conn: _Conn, topic: _Topic, arg: str) -> bytes:
+        faults = self._topic_faults.get(f"update:{topic.key[0]}_{topic.key[1]}", self.faults)
+        model = topic.model
+        if topic.ahead:  # pre-generated frames pending: snapshot what was published
+            bids, asks = model.book_at(topic.sent_seq)
+            return _snapshot_bytes(model, bids, asks, topic.sent_seq, arg)
+        if faults.stale_snapshot and self._rnd.random() < faults.stale_snapshot:
+            self._inject("stale_snapshot", conn.id, arg, model.seq)
+            return model.stale_snapshot_frame(back=3, topic=arg)
+        return model.snapshot_frame(topic=arg)
+
+    def _unsubscribe(self, conn: _Conn, args: list[str]) -> None:
+        done: list[str] = []
+        for arg in args:
+            resolved = self._resolve(conn, arg)
+            if isinstance(resolved, bytes):
+                self._send(conn, resolved)
+                continue
+            kind, symbol, grouping = resolved
+            if kind == "snapshotL1":
+                conn.l1.discard(symbol)
+                done.append(arg)
+                continue
+            key = (symbol, 0 if grouping is None else grouping)
+            # unsubscribing either spelling stops both
+            for spelled in [t for t in conn.topics if self._same(conn, t, key, grouping)]:
+                conn.topics.discard(spelled)
+            topic = self._topics.get(key)
+            if topic is not None:
+                topic.subscribers.pop(conn.id, None)
+            conn.held.pop(key, None)
+            done.append(arg)
+        if done:
+            self._send(conn, orjson.dumps({"event": "unsubscribe", "channel": done}))
+
+    def _same(self, conn: _Conn, spelled: str, key: tuple[str, int], grouping: int | None) -> bool:
+        resolved = self._resolve(conn, spelled)
+        if isinstance(resolved, bytes):
+            return False
+        _, symbol, g = resolved
+        return symbol == key[0] and g == grouping
+
+    def _topic(self, symbol: str, grouping: int) -> _Topic:
+        key = (symbol, grouping)
+        topic = self._topics.get(key)
+        if topic is None:
+            model = MarketModel(symbol, seed=self.seed, grouping=grouping)
+            topic = self._topics[key] = _Topic(key, model, sent_seq=model.seq)
+            for _ in range(self.preload):
+                topic.ahead.append(model.next_delta_frame())
+        return topic
+
+    # --- the market -----------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(_TICK_S)
+            now = time.monotonic()
+            elapsed, last = now - last, now
+            for topic in list(self._topics.values()):
+                if not topic.subscribers and not self._l1_listeners(topic):
+                    continue
+                topic.carry += elapsed * self.rate
+                due = int(topic.carry)
+                topic.carry -= due
+                for _ in range(min(due, 10_000)):
+                    self._publish(topic)
+
+    def _l1_listeners(self, topic: _Topic) -> list[_Conn]:
+        if topic.key[1] != 0:
+            return []
+        return [c for c in self._conns.values() if topic.key[0] in c.l1]
+
+    def _publish(self, topic: _Topic) -> None:
+        name = f"update:{topic.key[0]}_{topic.key[1]}"
+        faults = self._topic_faults.get(name, self.faults)
+        model = topic.model
+        if topic.ahead:
+            frame = topic.ahead.popleft()
+            seq = topic.sent_seq + 1
+        elif faults.crossed and self._rnd.random() < faults.crossed:
+            frame = model.crossed_delta_frame()
+            seq = model.seq
+            self._inject("crossed", None, name, seq)
+        else:
+            top_before = (max(model.bids), min(model.asks))
+            frame = model.next_delta_frame()
+            seq = model.seq
+            if (max(model.bids), min(model.asks)) != top_before:
+                for conn in self._l1_listeners(topic):
+                    self._send(conn, model.l1_frame())
+        topic.sent_seq = seq
+        for conn_id, spelled in list(topic.subscribers.items()):
+            conn = self._conns.get(conn_id)
+            if conn is None:
+                continue
+            out = frame
+            if spelled.count("_") == 0 or not spelled.rsplit("_", 1)[1].isdigit():
+                # `update:SYM` is its own topic carrying the _0 chain under its own name
+                out = frame.replace(
+                    f'"topic":"{name}"'.encode(), f'"topic":"{spelled}"'.encode(), 1
+                )
+            self._deliver(conn, topic, name, seq, out, self._topic_faults.get(spelled, faults))
+
+    def _deliver(
+        self, conn: _Conn, topic: _Topic, name: str, seq: int, frame: bytes, faults: Faults
+    ) -> None:
+        rnd = self._rnd
+        if faults.malformed and rnd.random() < faults.malformed:
+            self._inject("malformed", conn.id, name, seq)
+            self._send(conn, frame[: len(frame) // 2])
+        if faults.oversized and rnd.random() < faults.oversized:
+            self._inject("oversized", conn.id, name, seq)
+            padding = "x" * faults.oversized_bytes
+            self._send(conn, orjson.dumps({"topic": name, "padding": padding}))
+        if faults.error_frame and rnd.random() < faults.error_frame:
+            self._inject("error_frame", conn.id, name, seq)
+            self._send(conn, _error(1002, "Invalid request"))
+        if faults.drop and rnd.random() < faults.drop:
+            self._inject("drop", conn.id, name, seq)
+            return
+        held = conn.held.pop(topic.key, None)
+        if faults.reorder and held is None and rnd.random() < faults.reorder:
+            self._inject("reorder", conn.id, name, seq)
+            conn.held[topic.key] = frame
+            return
+        self._send(conn, frame)
+        if held is not None:
+            self._send(conn, held)
+        if faults.duplicate and rnd.random() < faults.duplicate:
+            self._inject("duplicate", conn.id, name, seq)
+            self._send(conn, frame)
+
+
+def _snapshot_bytes(model: MarketModel, bids: dict, asks: dict, seq: int, topic: str) -> bytes:
+    data = {
+        "bids": [[model.price(p), model.size(bids[p])] for p in sorted(bids, reverse=True)],
+        "asks": [[model.price(p), model.size(asks[p])] for p in sorted(asks, reverse=True)],
+        "seqNum": seq,
+        "prevSeqNum": seq - 1,
+        "type": "snapshot",
+        "symbol": model.symbol,
+        "timestamp": model.timestamp,
+    }
+    return orjson.dumps({"topic": topic, "data": data})
