@@ -1,14 +1,87 @@
-"""`btse-recorder simulate` (not built yet)."""
+"""`btse-recorder simulate`: run the local BTSE OSS simulator until Ctrl-C."""
+
+from __future__ import annotations
 
 import argparse
+import asyncio
+import time
 
-HELP = "(not built yet)"
+HELP = "run the local BTSE exchange simulator (loopback) until Ctrl-C"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    parser.add_argument(
+        "--symbols",
+        default="BTC-USD,ETH-USD,BTC-PERP,ETH-PERP",
+        help="comma-separated symbols it lists (futures: -PERP or -YYMMDD)",
+    )
+    parser.add_argument("--rate", type=float, default=200.0, help="deltas/s per topic")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--faults",
+        default="",
+        help="e.g. drop=0.01,duplicate=0.005,malformed=0.001,stall=0.05 (see docs/SIMULATOR.md)",
+    )
+    parser.add_argument("--idle-timeout", type=float, default=60.0, help="seconds")
+    parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("btse-recorder simulate: not built yet")
-    return 2
+    from bookengine.simulator import Faults, Simulator
+
+    try:
+        faults = Faults.parse(args.faults)
+    except ValueError as exc:
+        raise SystemExit(f"simulate: {exc}") from None
+    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    if not symbols:
+        raise SystemExit("simulate: --symbols needs at least one symbol")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}, not only on loopback")
+
+    async def main() -> None:
+        sim = Simulator(
+            host=args.host,
+            port=args.port,
+            symbols=symbols,
+            rate=args.rate,
+            seed=args.seed,
+            faults=faults,
+            idle_timeout=args.idle_timeout,
+        )
+        try:
+            await sim.start()
+        except OSError as exc:
+            raise SystemExit(f"simulate: cannot listen on {args.host}:{args.port}: {exc}") from None
+        print(f"BTSE simulator: spot {sim.spot_url}  futures {sim.futures_url}", flush=True)
+        print(f"symbols {', '.join(symbols)}; {args.rate:g} deltas/s per topic; Ctrl-C stops")
+        started = time.monotonic()
+        try:
+            while args.duration is None or time.monotonic() - started < args.duration:
+                await asyncio.sleep(1.0 if args.duration is None else min(1.0, args.duration))
+        finally:
+            stats = sim.stats()
+            await sim.stop()
+            injected = stats["injected"] or "none"
+            print(
+                f"stopped: {stats['connections_total']} connections, "
+                f"{stats['frames_sent']} frames sent, faults injected: {injected}"
+            )
+
+    try:
+        _run_loop(main())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _run_loop(coro) -> None:  # noqa: ANN001
+    """asyncio.run on uvloop when it is installed (it is a dependency; not on Windows)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
