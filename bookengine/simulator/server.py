@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD", "BTC-PERP", "ETH-PERP")
 _TICK_S = 0.002
+_MAX_PER_TICK = 500
 
 
 def _error(code: int, message: str, arg: str | None = None) -> bytes:
@@ -464,7 +465,9 @@ class Simulator:
                 topic.carry += elapsed * self.rate
                 due = int(topic.carry)
                 topic.carry -= due
-                for _ in range(min(due, 10_000)):
+                # At most _MAX_PER_TICK per topic and tick: generating more would starve
+                # the writers (one delta costs ~50 us); a higher rate simply lags.
+                for _ in range(min(due, _MAX_PER_TICK)):
                     self._publish(topic)
 
     def _l1_listeners(self, topic: _Topic) -> list[_Conn]:
