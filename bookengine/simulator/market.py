@@ -51,6 +51,7 @@ class MarketModel:
         self.mid = int(mid_price * 10**self.decimals) // self._tick_mult  # in ticks
         self.seq = seq if seq is not None else self._rnd.randrange(1_000_000, 90_000_000)
         self.timestamp = 1_790_133_628_076
+        self.clock_step = (1, 60)  # ms between deltas; the server stamps wall time instead
         self.bids: dict[int, int] = {}  # ticks -> size units
         self.asks: dict[int, int] = {}
         for i in range(WINDOW):
@@ -115,7 +116,8 @@ class MarketModel:
         """Advance the book one step and return the delta that describes it."""
         bid_changes, ask_changes = self._step()
         self.seq += 1
-        self.timestamp += self._rnd.randint(1, 60)
+        if self.clock_step[1]:
+            self.timestamp += self._rnd.randint(*self.clock_step)
         self._remember(bid_changes, ask_changes)
         return self._frame(
             "delta",

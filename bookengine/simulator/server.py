@@ -446,6 +446,8 @@ class Simulator:
         topic = self._topics.get(key)
         if topic is None:
             model = MarketModel(symbol, seed=self.seed, grouping=grouping)
+            model.clock_step = (0, 0)  # the ticker stamps the wall clock
+            model.timestamp = time.time_ns() // 1_000_000
             topic = self._topics[key] = _Topic(key, model, sent_seq=model.seq)
             for _ in range(self.preload):
                 topic.ahead.append(model.next_delta_frame())
@@ -459,9 +461,11 @@ class Simulator:
             await asyncio.sleep(_TICK_S)
             now = time.monotonic()
             elapsed, last = now - last, now
+            now_ms = time.time_ns() // 1_000_000
             for topic in list(self._topics.values()):
                 if not topic.subscribers and not self._l1_listeners(topic):
                     continue
+                topic.model.timestamp = now_ms  # exchange time: the wall clock when served
                 topic.carry += elapsed * self.rate
                 due = int(topic.carry)
                 topic.carry -= due

@@ -1,0 +1,570 @@
+"""`Feed`: the live I/O around `BookSync`: sockets, keepalive, watchdogs, reconnects, callbacks.
+
+    async with Feed(["BTC-USD", "BTC-PERP"], url="production", on_top=print) as feed:
+        await feed.run_forever()
+
+Topics are spread over connections (<= 100 topics each, spot and futures apart), each
+with its own `BookSync`. The reader task of a connection only stamps, parses and hands
+off; callbacks run on one dispatcher task, so a slow or failing callback never stalls a
+socket.
+
+Hand-off policy (bounded): top-of-book events are *conflated* per topic: if the
+dispatcher is behind, only the newest top of each topic is kept, and it is always
+delivered (counted in `stats().conflated`). Status and error events are never dropped
+(they are rare by nature). Book updates and L1 quotes beyond `queue_size` pending are
+dropped oldest first (counted in `stats().dropped`). `async for event in feed` has its
+own queue of `queue_size` with the same drop-oldest policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from bookengine.book import OrderBook
+from bookengine.events import (
+    BadFrame,
+    BookUpdate,
+    Event,
+    ExchangeErrors,
+    L1Quote,
+    Resubscribe,
+    StatusChanged,
+    TopOfBook,
+)
+from bookengine.sync import BookSync
+from bookengine.wire import (
+    ENDPOINTS,
+    FUTURES_PATH,
+    MAX_TOPICS_PER_CONNECTION,
+    SPOT_PATH,
+    Topic,
+    encode_ping,
+    encode_subscribe,
+    encode_unsubscribe,
+    is_futures,
+    to_topic,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 16 * 2**20  # BTSE frames are ~1 kB; a frame past this closes the socket
+_LATENCY_SAMPLES = 4096
+
+
+class FeedTap(Protocol):
+    """What the recorder (or anyone) sees of every connection, on the reader task.
+
+    Must be cheap and never block: it runs before the frame is even parsed."""
+
+    def on_open(self, conn_id: int, now_ns: int, url: str) -> None: ...
+    def on_frame(self, conn_id: int, arrival_ns: int, raw: bytes) -> None: ...
+    def on_sent(self, conn_id: int, now_ns: int, payload: str) -> None: ...
+    def on_close(self, conn_id: int, now_ns: int, code: int | None, reason: str) -> None: ...
+    def on_event(self, conn_id: int, event: Event) -> None: ...
+
+
+class Connected(NamedTuple):
+    """A connection is open and its topics were subscribed."""
+
+    conn_id: int
+    url: str
+    topics: tuple[str, ...]
+
+
+class Reconnecting(NamedTuple):
+    """A connection dropped; the feed retries after `delay_s` (attempt counts from 1)."""
+
+    conn_id: int
+    url: str
+    attempt: int
+    delay_s: float
+    reason: str
+
+
+@dataclass
+class TopicLatency:
+    """Latency samples of one topic (the most recent 4096)."""
+
+    exchange_ms: deque = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
+    callback_us: deque = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
+
+    def summary(self) -> dict[str, float | None]:
+        return {
+            "exchange_ms_p50": _percentile(self.exchange_ms, 50),
+            "exchange_ms_p99": _percentile(self.exchange_ms, 99),
+            "callback_us_p50": _percentile(self.callback_us, 50),
+            "callback_us_p99": _percentile(self.callback_us, 99),
+        }
+
+
+def _percentile(samples: deque, pct: float) -> float | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+@dataclass
+class FeedStats:
+    frames: int = 0
+    bytes: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    reconnects: int = 0
+    bad_frames: int = 0
+    error_frames: int = 0
+    callback_errors: int = 0
+    conflated: int = 0
+    dropped: int = 0
+    latency: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+
+Callback = Callable[[Any], Any]
+
+
+class Feed:
+    """Live books for `topics` (bare symbols mean `update:SYM_0`) from a BTSE OSS endpoint.
+
+    `url`: "production" (default), "testnet", a base such as "ws://127.0.0.1:8765" (the
+    spot/futures path is added per symbol), or a full URL with a path (used for all).
+    """
+
+    def __init__(
+        self,
+        topics: Iterable[str],
+        *,
+        url: str = "production",
+        on_top: Callback | None = None,
+        on_book: Callback | None = None,
+        on_status: Callback | None = None,
+        on_error: Callback | None = None,
+        on_l1: Callback | None = None,
+        book_updates: bool = False,
+        ping_interval: float = 15.0,
+        snapshot_timeout: float = 10.0,
+        silence_timeout: float = 30.0,
+        backoff: tuple[float, float] = (0.25, 30.0),
+        queue_size: int = 10_000,
+        tap: FeedTap | None = None,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+    ) -> None:
+        wanted = list(dict.fromkeys(to_topic(t) for t in topics))
+        if not wanted:
+            raise ValueError("Feed needs at least one symbol or topic")
+        if queue_size < 1 or ping_interval <= 0 or snapshot_timeout <= 0 or silence_timeout <= 0:
+            raise ValueError("queue_size, ping_interval and the timeouts must be > 0")
+        if not 0 < backoff[0] <= backoff[1]:
+            raise ValueError("backoff must be (first delay, cap) with 0 < first <= cap")
+        self.topics = wanted
+        self._callbacks = {
+            "top": on_top,
+            "book": on_book,
+            "status": on_status,
+            "error": on_error,
+            "l1": on_l1,
+        }
+        self.book_updates = book_updates or on_book is not None
+        self.ping_interval = ping_interval
+        self.snapshot_timeout = snapshot_timeout
+        self.silence_timeout = silence_timeout
+        self.backoff = backoff
+        self.queue_size = queue_size
+        self.tap = tap
+        self.max_frame_bytes = max_frame_bytes
+        self._connections = [
+            _Connection(self, i, conn_url, chunk)
+            for i, (conn_url, chunk) in enumerate(_plan(wanted, url))
+        ]
+        self._stats = FeedStats()
+        self._latency: dict[str, TopicLatency] = {}
+        self._tops: dict[str, TopOfBook] = {}  # conflated, waiting for the dispatcher
+        self._others: deque = deque()
+        self._iterators: list[asyncio.Queue] = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._logged: set[tuple[str, str]] = set()
+        self._closed = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        self._tasks.append(asyncio.create_task(self._dispatch(), name="bookengine-dispatch"))
+        for conn in self._connections:
+            self._tasks.append(asyncio.create_task(conn.run(), name=f"bookengine-conn-{conn.id}"))
+
+    async def close(self) -> None:
+        """Close every socket and stop; pending callbacks are delivered first."""
+        for conn in self._connections:
+            conn.stopping = True
+            await conn.close()
+        if self._tasks:
+            dispatcher, *readers = self._tasks
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            self._wake.set()
+            self._closed.set()
+            await asyncio.gather(dispatcher, return_exceptions=True)
+            self._tasks = []
+        for queue in self._iterators:
+            queue.put_nowait(None)
+
+    async def __aenter__(self) -> Feed:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def run_forever(self) -> None:
+        """Run until cancelled (Ctrl-C in the CLI) or `close()`."""
+        await self.start()
+        await self._closed.wait()
+
+    async def wait_synced(self, timeout: float = 10.0) -> None:
+        """Wait until every subscribed book is synced; TimeoutError says which are not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = [
+                t for t in self.topics if t.startswith("update:") and self.book_of(t) is None
+            ]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not synced after {timeout}s: {', '.join(missing[:10])}")
+            await asyncio.sleep(0.01)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        queue: asyncio.Queue = asyncio.Queue()
+        self._iterators.append(queue)
+
+        async def iterate() -> AsyncIterator[Event]:
+            try:
+                while (event := await queue.get()) is not None:
+                    yield event
+            finally:
+                self._iterators.remove(queue)
+
+        return iterate()
+
+    # --- queries --------------------------------------------------------------------------
+
+    def book(self, symbol: str, grouping: int | None = 0) -> OrderBook | None:
+        """The synced book of `symbol`, or None while it is not in sync."""
+        for conn in self._connections:
+            book = conn.sync.book(symbol, grouping)
+            if book is not None:
+                return book
+        return None
+
+    def book_of(self, topic: str) -> OrderBook | None:
+        parsed = Topic.parse(topic)
+        return self.book(parsed.symbol, parsed.grouping)
+
+    def last_seq(self, symbol: str, grouping: int | None = 0) -> int | None:
+        for conn in self._connections:
+            seq = conn.sync.last_seq(symbol, grouping)
+            if seq is not None:
+                return seq
+        return None
+
+    def status(self, symbol: str, grouping: int | None = 0):  # noqa: ANN201
+        for conn in self._connections:
+            status = conn.sync.status(symbol, grouping)
+            if status is not None:
+                return status
+        return None
+
+    @property
+    def connections(self) -> list[tuple[int, str, list[str]]]:
+        """(conn_id, url, topics) of every connection slot."""
+        return [(c.id, c.url, c.topics) for c in self._connections]
+
+    def stats(self) -> FeedStats:
+        """Counters and latency percentiles, computed now."""
+        stats = self._stats
+        stats.gaps = sum(c.sync.stats.gaps for c in self._connections)
+        stats.resyncs = sum(c.sync.stats.resyncs for c in self._connections)
+        stats.bad_frames = sum(c.sync.stats.bad_frames for c in self._connections)
+        stats.error_frames = sum(c.sync.stats.error_frames for c in self._connections)
+        stats.latency = {topic: lat.summary() for topic, lat in self._latency.items()}
+        return stats
+
+    # --- events from the connections (reader tasks) -----------------------------------
+
+    def _handle(self, conn: _Connection, events: Iterable[Event]) -> None:
+        tap = self.tap
+        for event in events:
+            if tap is not None:
+                tap.on_event(conn.id, event)
+            kind = type(event)
+            if kind is TopOfBook:
+                topic = event.topic
+                if topic in self._tops:
+                    self._stats.conflated += 1
+                self._tops[topic] = event
+                if event.exchange_ms is not None:
+                    self._latency_of(topic).exchange_ms.append(
+                        event.arrival_ns / 1e6 - event.exchange_ms
+                    )
+            elif kind is Resubscribe:
+                conn.resubscribe(event.topic)
+                continue  # an action for us, not news for the strategy
+            elif kind in (BookUpdate, L1Quote):
+                if len(self._others) >= self.queue_size:
+                    self._others.popleft()
+                    self._stats.dropped += 1
+                self._others.append(event)
+            else:
+                self._others.append(event)  # status and errors: never dropped
+            self._wake.set()
+
+    def _notify(self, event: Any) -> None:
+        """Feed-level news (connected, reconnecting) for on_status and iterators."""
+        self._others.append(event)
+        self._wake.set()
+
+    def _latency_of(self, topic: str) -> TopicLatency:
+        latency = self._latency.get(topic)
+        if latency is None:
+            latency = self._latency[topic] = TopicLatency()
+        return latency
+
+    # --- the dispatcher -------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._others or self._tops:
+                if self._others:
+                    event = self._others.popleft()
+                else:
+                    topic = next(iter(self._tops))
+                    event = self._tops.pop(topic)
+                await self._deliver(event)
+            if self._closed.is_set():
+                return
+
+    async def _deliver(self, event: Any) -> None:
+        kind = type(event)
+        for queue in self._iterators:
+            if queue.qsize() >= self.queue_size:
+                queue.get_nowait()
+                self._stats.dropped += 1
+            queue.put_nowait(event)
+        if kind is TopOfBook:
+            name = "top"
+        elif kind is BookUpdate:
+            name = "book"
+        elif kind is L1Quote:
+            name = "l1"
+        elif kind in (BadFrame, ExchangeErrors):
+            name = "error"
+        else:  # StatusChanged, Connected, Reconnecting, Subscribed, Unsubscribed, Pong
+            name = "status" if kind in (StatusChanged, Connected, Reconnecting) else ""
+        callback = self._callbacks.get(name)
+        if callback is None:
+            return
+        if kind is TopOfBook:
+            self._latency_of(event.topic).callback_us.append(
+                (time.time_ns() - event.arrival_ns) / 1e3
+            )
+        try:
+            result = callback(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:  # a strategy's bug must not kill the feed
+            self._stats.callback_errors += 1
+            key = (name, type(exc).__name__)
+            if key not in self._logged:
+                self._logged.add(key)
+                log.error(
+                    "on_%s callback raised %s on %r (logged once per callback and exception "
+                    "type; see stats().callback_errors)",
+                    name,
+                    type(exc).__name__,
+                    event,
+                    exc_info=exc,
+                )
+
+
+def _plan(topics: list[str], url: str) -> list[tuple[str, list[str]]]:
+    """Split topics over connections: one endpoint per market, <= 100 topics each."""
+    by_url: dict[str, list[str]] = {}
+    for topic in topics:
+        symbol = Topic.parse(topic).symbol
+        market = "futures" if is_futures(symbol) else "spot"
+        by_url.setdefault(_endpoint(url, market), []).append(topic)
+    plan = []
+    for conn_url, group in by_url.items():
+        for i in range(0, len(group), MAX_TOPICS_PER_CONNECTION):
+            plan.append((conn_url, group[i : i + MAX_TOPICS_PER_CONNECTION]))
+    return plan
+
+
+def _endpoint(url: str, market: str) -> str:
+    if url in ("production", "testnet"):
+        return ENDPOINTS[(url, market)]
+    if not url.startswith(("ws://", "wss://")):
+        raise ValueError(f"url must be 'production', 'testnet' or ws(s)://..., got {url!r}")
+    rest = url.split("://", 1)[1]
+    if "/" in rest.rstrip("/"):
+        return url  # a full URL: used as given
+    return url.rstrip("/") + (FUTURES_PATH if market == "futures" else SPOT_PATH)
+
+
+class _Connection:
+    """One socket slot: connect, subscribe, read, keep alive, watch, reconnect."""
+
+    def __init__(self, feed: Feed, conn_id: int, url: str, topics: list[str]) -> None:
+        self.feed = feed
+        self.id = conn_id
+        self.url = url
+        self.topics = topics
+        self.sync = BookSync(
+            book_updates=feed.book_updates, snapshot_timeout_s=feed.snapshot_timeout
+        )
+        self.ws: ClientConnection | None = None
+        self.stopping = False
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._last_rx = time.monotonic()
+
+    async def run(self) -> None:
+        attempt = 0
+        while not self.stopping:
+            reason = "closed"
+            try:
+                self.ws = await connect(
+                    self.url,
+                    compression=None,  # BTSE deflates only if asked: ~3x the CPU per frame
+                    proxy=None,
+                    ping_interval=None,  # BTSE wants its own text ping
+                    max_size=self.feed.max_frame_bytes,
+                    open_timeout=10,
+                    close_timeout=2,
+                )
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                reason = f"connect failed: {exc}"
+            else:
+                attempt = 0
+                try:
+                    reason = await self._session(self.ws)
+                except Exception as exc:  # a bug (ours or a tap's) must not end the feed
+                    log.exception("connection %d: session failed", self.id)
+                    reason = f"error: {exc!r}"
+                    await self.close()
+            if self.stopping:
+                return
+            attempt += 1
+            self.feed._stats.reconnects += 1
+            first, cap = self.feed.backoff
+            delay = min(cap, first * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # jitter
+            log.warning(
+                "connection %d to %s: %s; retry %d in %.2fs",
+                self.id,
+                self.url,
+                reason,
+                attempt,
+                delay,
+            )
+            self.feed._notify(Reconnecting(self.id, self.url, attempt, delay, reason))
+            await asyncio.sleep(delay)
+
+    async def _session(self, ws: ClientConnection) -> str:
+        """One socket's life: returns why it ended."""
+        feed, tap = self.feed, self.feed.tap
+        now = time.time_ns()
+        if tap is not None:
+            tap.on_open(self.id, now, self.url)
+        self._outbox = asyncio.Queue()
+        self._send(encode_subscribe(self.topics))
+        feed._handle(self, self.sync.subscribe(self.topics, now))
+        feed._notify(Connected(self.id, self.url, tuple(self.topics)))
+        helpers = [
+            asyncio.create_task(self._writer(ws)),
+            asyncio.create_task(self._keepalive()),
+            asyncio.create_task(self._watchdog(ws)),
+        ]
+        code: int | None = None
+        reason = ""
+        try:
+            stats = feed._stats
+            sync_feed = self.sync.feed
+            handle = feed._handle
+            while True:
+                raw = await ws.recv(decode=False)
+                arrival = time.time_ns()
+                self._last_rx = time.monotonic()
+                stats.frames += 1
+                stats.bytes += len(raw)
+                if tap is not None:
+                    tap.on_frame(self.id, arrival, raw)
+                events = sync_feed(arrival, raw)
+                if events:
+                    handle(self, events)
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else (exc.sent.code if exc.sent else None)
+            reason = (exc.rcvd.reason if exc.rcvd else "") or str(exc)
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            now = time.time_ns()
+            if tap is not None:
+                tap.on_close(self.id, now, code, reason)
+            if not self.stopping:
+                feed._handle(self, self.sync.connection_lost(now))
+        return f"closed ({code}): {reason}"
+
+    def _send(self, payload: str) -> None:
+        self._outbox.put_nowait(payload)
+
+    async def _writer(self, ws: ClientConnection) -> None:
+        tap = self.feed.tap
+        while True:
+            payload = await self._outbox.get()
+            await ws.send(payload)
+            if tap is not None:
+                tap.on_sent(self.id, time.time_ns(), payload)
+
+    def resubscribe(self, topic: str) -> None:
+        """Carry out BookSync's Resubscribe for one topic (others are untouched)."""
+        self._send(encode_unsubscribe([topic]))
+        self._send(encode_subscribe([topic]))
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(self.feed.ping_interval)
+            self._send(encode_ping())
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        """Snapshot timeouts (via BookSync) and a socket that went silent."""
+        while True:
+            await asyncio.sleep(min(1.0, self.feed.silence_timeout / 4))
+            self.feed._handle(self, self.sync.check_timeouts(time.time_ns()))
+            silent = time.monotonic() - self._last_rx
+            if silent > self.feed.silence_timeout:
+                log.warning("connection %d silent for %.1fs: reconnecting", self.id, silent)
+                ws.transport.abort()  # the reader sees the socket die and we reconnect
+                return
+
+    async def close(self) -> None:
+        ws = self.ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
