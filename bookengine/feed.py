@@ -43,7 +43,7 @@ from bookengine.events import (
     StatusChanged,
     TopOfBook,
 )
-from bookengine.sync import BookSync
+from bookengine.sync import BookSync, TopicStats
 from bookengine.wire import (
     ENDPOINTS,
     FUTURES_PATH,
@@ -293,6 +293,13 @@ class Feed:
     def connections(self) -> list[tuple[int, str, list[str]]]:
         """(conn_id, url, topics) of every connection slot."""
         return [(c.id, c.url, c.topics) for c in self._connections]
+
+    def topic_stats(self) -> dict[str, TopicStats]:
+        """Per-book counters (frames, gaps, resyncs, ...) by canonical topic."""
+        merged: dict[str, TopicStats] = {}
+        for conn in self._connections:
+            merged.update(conn.sync.stats.topics)
+        return merged
 
     def stats(self) -> FeedStats:
         """Counters and latency percentiles, computed now."""

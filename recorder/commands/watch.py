@@ -1,14 +1,105 @@
-"""`btse-recorder watch` (not built yet)."""
+"""`btse-recorder watch`: a live top-of-book table, refreshed in place."""
+
+from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+import time
 
-HELP = "(not built yet)"
+from recorder.commands._live import add_source_arguments, run_loop, source_url
+
+HELP = "show a live top-of-book table (status, spread, rates, gaps, latency)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("symbols", nargs="+", help="symbols (BTC-USD, BTC-PERP) or topics")
+    add_source_arguments(parser)
+    parser.add_argument("--refresh", type=float, default=0.5, help="seconds between redraws")
+    parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("btse-recorder watch: not built yet")
-    return 2
+    from bookengine.errors import BookEngineError
+    from bookengine.wire import to_topic
+
+    try:
+        topics = [to_topic(s) for s in args.symbols]
+    except BookEngineError as exc:
+        raise SystemExit(f"watch: {exc}") from None
+    if args.refresh <= 0:
+        raise SystemExit("watch: --refresh must be > 0")
+    return run_loop(lambda: _watch(args, topics))
+
+
+async def _watch(args: argparse.Namespace, topics: list[str]) -> int:
+    from bookengine.feed import Feed
+
+    tty = sys.stdout.isatty()
+    errors: list[str] = []
+
+    def on_error(event) -> None:  # noqa: ANN001
+        errors.append(str(getattr(event, "reason", None) or getattr(event, "errors", event)))
+
+    async with source_url(args, topics) as url:
+        async with Feed(topics, url=url, on_error=on_error) as feed:
+            started = time.monotonic()
+            last_frames, last_time = 0, started
+            try:
+                while args.duration is None or time.monotonic() - started < args.duration:
+                    await asyncio.sleep(args.refresh)
+                    now = time.monotonic()
+                    stats = feed.stats()
+                    rate = (stats.frames - last_frames) / (now - last_time)
+                    last_frames, last_time = stats.frames, now
+                    screen = _table(feed, topics, rate, stats, url, errors[-3:])
+                    if tty:
+                        sys.stdout.write("\x1b[H\x1b[2J" + screen + "\n")
+                    else:
+                        sys.stdout.write(screen + "\n\n")
+                    sys.stdout.flush()
+            except asyncio.CancelledError:
+                pass
+            stats = feed.stats()
+            print(
+                f"\n{stats.frames} frames in {time.monotonic() - started:.1f}s; gaps {stats.gaps}, "
+                f"resyncs {stats.resyncs}, reconnects {stats.reconnects}, "
+                f"bad frames {stats.bad_frames}, exchange errors {stats.error_frames}"
+            )
+    return 0
+
+
+def _table(feed, topics: list[str], rate: float, stats, url: str, errors: list[str]) -> str:  # noqa: ANN001
+    from bookengine.wire import Topic
+
+    per_topic = feed.topic_stats()
+    lines = [
+        f"{url}  {rate:,.0f} frames/s  gaps {stats.gaps}  resyncs {stats.resyncs}  "
+        f"reconnects {stats.reconnects}  bad {stats.bad_frames}",
+        f"{'topic':<22} {'status':<21} {'bid size':>12} {'bid':>12} {'ask':>12} "
+        f"{'ask size':>12} {'spread':>9} {'gaps':>5} {'lat ms':>7}",
+    ]
+    for topic in topics:
+        if not topic.startswith("update:"):
+            continue
+        parsed = Topic.parse(topic)
+        book = feed.book(parsed.symbol, parsed.grouping)
+        status = feed.status(parsed.symbol, parsed.grouping)
+        tstats = per_topic.get(topic)
+        latency = stats.latency.get(topic, {}).get("exchange_ms_p50")
+        bid = book.best_bid if book else None
+        ask = book.best_ask if book else None
+        lines.append(
+            f"{topic:<22} {str(status or 'connecting'):<21} "
+            f"{_num(bid and bid[1]):>12} {_num(bid and bid[0]):>12} "
+            f"{_num(ask and ask[0]):>12} {_num(ask and ask[1]):>12} "
+            f"{_num(book.spread if book else None):>9} {tstats.gaps if tstats else 0:>5} "
+            f"{_num(latency and round(latency, 1)):>7}"
+        )
+    for error in errors:
+        lines.append(f"! {error[:120]}")
+    return "\n".join(lines)
+
+
+def _num(value: object) -> str:
+    return "-" if value is None else repr(value) if isinstance(value, float) else str(value)
