@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        logging.getLogger("websockets").setLevel(logging.WARNING)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

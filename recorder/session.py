@@ -1,0 +1,160 @@
+"""A recording session: a `Feed` whose tap writes every frame and event to a `RecorderSink`.
+
+    stats = await record_session(["BTC-USD"], "recordings/", url=sim.url, duration=10)
+
+Frames go to the file raw, in arrival order, stamped once at receive (the Feed's stamp),
+before they are even parsed. Sync status changes seen live and a periodic digest of each
+synced book are written too, so a replay can prove it rebuilt the same books.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bookengine import __version__
+from bookengine.events import Event, StatusChanged
+from bookengine.feed import Feed
+from recorder.writer import RecorderError, RecorderSink, RecordingWriter
+
+
+class RecorderTap:
+    """The FeedTap that records: everything the Feed sees goes to the sink, in order."""
+
+    def __init__(self, sink: RecorderSink) -> None:
+        self.sink = sink
+        self.gaps = 0
+        self.resyncs = 0
+
+    def on_open(self, conn_id: int, now_ns: int, url: str) -> None:
+        self.sink.write_open(conn_id, now_ns, url)
+
+    def on_frame(self, conn_id: int, arrival_ns: int, raw: bytes) -> None:
+        self.sink.write_frame(conn_id, arrival_ns, raw)
+
+    def on_sent(self, conn_id: int, now_ns: int, payload: str) -> None:
+        self.sink.write_sent(conn_id, now_ns, payload)
+
+    def on_close(self, conn_id: int, now_ns: int, code: int | None, reason: str) -> None:
+        self.sink.write_close(conn_id, now_ns, code, reason)
+
+    def on_event(self, conn_id: int, event: Event) -> None:
+        if type(event) is StatusChanged:
+            self.gaps += event.reason == "gap"
+            self.resyncs += event.status == "out_of_sync"
+            self.sink.write_status(
+                conn_id, event.arrival_ns, event.topic, event.status, event.reason, event.detail
+            )
+
+
+@dataclass
+class SessionStats:
+    frames: int = 0
+    bytes_in: int = 0
+    records: int = 0
+    compressed_bytes: int = 0
+    raw_bytes: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    lost: int = 0
+    files: list[Path] = field(default_factory=list)
+    current: Path | None = None
+    exchange_errors: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / self.compressed_bytes if self.compressed_bytes else 0.0
+
+
+async def record_session(
+    topics: list[str],
+    out_dir: str | Path,
+    *,
+    url: str = "production",
+    duration: float | None = None,
+    rotate_s: float | None = 3600.0,
+    max_bytes: int | None = None,
+    digest_interval: float = 5.0,
+    on_status: Callable[[SessionStats], None] | None = None,
+    status_interval: float = 1.0,
+    feed_options: dict | None = None,
+) -> SessionStats:
+    """Record until `duration` elapses or the task is cancelled; the file is finalised
+    either way. Raises RecorderError (with the files kept) if the disk gives up."""
+    metadata = {
+        "symbols": topics,
+        "url": url,
+        "library": f"bookengine {__version__}",
+        "start_ns": time.time_ns(),
+    }
+    writer = RecordingWriter(out_dir, metadata, rotate_s=rotate_s, max_bytes=max_bytes)
+    sink = RecorderSink(writer)
+    tap = RecorderTap(sink)
+    stats = SessionStats()
+
+    def on_error(event) -> None:  # noqa: ANN001
+        for error in getattr(event, "errors", ()):
+            stats.exchange_errors.append(f"{error.arg or ''} {error.code}: {error.message}".strip())
+
+    started = time.monotonic()
+    failure: RecorderError | None = None
+    feed = Feed(topics, url=url, tap=tap, on_error=on_error, **(feed_options or {}))
+    try:
+        async with feed:
+            next_digest = time.monotonic() + digest_interval
+            while duration is None or time.monotonic() - started < duration:
+                await asyncio.sleep(min(status_interval, 0.2))
+                if sink.error is not None:
+                    failure = sink.error
+                    break
+                if time.monotonic() >= next_digest:
+                    next_digest += digest_interval
+                    _write_digests(feed, sink)
+                _fill(stats, feed, writer, sink, tap, started)
+                if on_status is not None:
+                    on_status(stats)
+            _write_digests(feed, sink)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        try:
+            sink.close()
+        except RecorderError as exc:
+            failure = failure or exc
+        _fill(stats, feed, writer, sink, tap, started)
+    if failure is not None:
+        raise failure
+    return stats
+
+
+def _write_digests(feed: Feed, sink: RecorderSink) -> None:
+    """A digest of every synced book, placed in the stream right after its last frame."""
+    now = time.time_ns()
+    for conn_id, _, topics in feed.connections:
+        for topic in topics:
+            book = feed.book_of(topic) if topic.startswith("update:") else None
+            if book is not None:
+                symbol, grouping = _split(topic)
+                seq = feed.last_seq(symbol, grouping)
+                sink.write_digest(conn_id, now, topic, seq, book.digest())
+
+
+def _split(topic: str) -> tuple[str, int | None]:
+    from bookengine.wire import Topic
+
+    parsed = Topic.parse(topic)
+    return parsed.symbol, parsed.grouping
+
+
+def _fill(stats, feed, writer, sink, tap, started) -> None:  # noqa: ANN001
+    fs = feed.stats()
+    stats.frames, stats.bytes_in = fs.frames, fs.bytes
+    stats.records, stats.raw_bytes = writer.records, writer.raw_bytes
+    stats.compressed_bytes = writer.compressed_bytes
+    stats.gaps, stats.resyncs, stats.lost = tap.gaps, tap.resyncs, sink.lost
+    stats.files, stats.current = list(writer.files), writer.current
+    stats.elapsed_s = time.monotonic() - started
