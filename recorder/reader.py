@@ -74,6 +74,8 @@ def scan(path: str | Path) -> FileScan:
     result = FileScan(Path(path))
     with open(path, "rb") as f:
         result.size = size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            result.problem = "empty file (cut before its first block)"
         offset = 0
         while offset < size:
             head = f.read(8)

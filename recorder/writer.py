@@ -160,7 +160,7 @@ class RecordingWriter:
         when = datetime.fromtimestamp(arrival_ns / 1e9, UTC)
         stem = f"{self.prefix}-{when:%Y%m%dT%H%M%S.%f}Z"
         for n in range(1000):
-            name = stem if n == 0 else f"{stem}-{n}"
+            name = f"{stem}-{n:03d}"  # a counter, so that same-instant files still sort
             path = self.out_dir / (name + fmt.SUFFIX + fmt.PARTIAL)
             if (self.out_dir / (name + fmt.SUFFIX)).exists():
                 continue
