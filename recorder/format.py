@@ -33,6 +33,7 @@ SENT = b"S"  # a request we sent (subscribe, unsubscribe, ping); payload: the te
 STATUS = b"T"  # a sync status change seen live; payload: JSON {"topic", "status", ...}
 DIGEST = b"D"  # top-of-book digest of a synced book; payload: JSON {"topic", "seq", ...}
 LOSS = b"L"  # a hole: records the recorder could not keep; JSON {"first_ns", ...}
+CHECKPOINT = b"K"  # a synced book as a snapshot frame: where a seeking replay starts from
 KINDS = {
     HEADER: "header",
     FRAME: "frame",
@@ -42,6 +43,7 @@ KINDS = {
     STATUS: "status",
     DIGEST: "digest",
     LOSS: "loss",
+    CHECKPOINT: "checkpoint",
 }
 
 # zstd skippable frames: magic 0x184D2A50..5F (little endian), u32 size, then data.

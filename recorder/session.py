@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from bookengine import __version__
 from bookengine.events import Event, StatusChanged
 from bookengine.feed import Feed
@@ -24,8 +26,9 @@ from recorder.writer import RecorderError, RecorderSink, RecordingWriter
 class RecorderTap:
     """The FeedTap that records: everything the Feed sees goes to the sink, in order."""
 
-    def __init__(self, sink: RecorderSink) -> None:
+    def __init__(self, sink: RecorderSink, on_event: Callable[[int, Event], None] | None = None):
         self.sink = sink
+        self.on_event_hook = on_event
         self.gaps = 0
         self.resyncs = 0
 
@@ -42,6 +45,8 @@ class RecorderTap:
         self.sink.write_close(conn_id, now_ns, code, reason)
 
     def on_event(self, conn_id: int, event: Event) -> None:
+        if self.on_event_hook is not None:
+            self.on_event_hook(conn_id, event)
         if type(event) is StatusChanged:
             self.gaps += event.reason == "gap"
             self.resyncs += event.status == "out_of_sync"
@@ -79,9 +84,11 @@ async def record_session(
     rotate_s: float | None = 3600.0,
     max_bytes: int | None = None,
     digest_interval: float = 5.0,
+    checkpoint_interval: float = 60.0,
     on_status: Callable[[SessionStats], None] | None = None,
     status_interval: float = 1.0,
     feed_options: dict | None = None,
+    on_event: Callable[[int, Event], None] | None = None,
 ) -> SessionStats:
     """Record until `duration` elapses or the task is cancelled; the file is finalised
     either way. Raises RecorderError (with the files kept) if the disk gives up."""
@@ -90,10 +97,11 @@ async def record_session(
         "url": url,
         "library": f"bookengine {__version__}",
         "start_ns": time.time_ns(),
+        "checkpoint_interval_s": checkpoint_interval,
     }
     writer = RecordingWriter(out_dir, metadata, rotate_s=rotate_s, max_bytes=max_bytes)
     sink = RecorderSink(writer)
-    tap = RecorderTap(sink)
+    tap = RecorderTap(sink, on_event)
     stats = SessionStats()
 
     def on_error(event) -> None:  # noqa: ANN001
@@ -106,6 +114,7 @@ async def record_session(
     try:
         async with feed:
             next_digest = time.monotonic() + digest_interval
+            next_checkpoint = time.monotonic()  # one as soon as the books are synced
             while duration is None or time.monotonic() - started < duration:
                 await asyncio.sleep(min(status_interval, 0.2))
                 if sink.error is not None:
@@ -114,6 +123,8 @@ async def record_session(
                 if time.monotonic() >= next_digest:
                     next_digest += digest_interval
                     _write_digests(feed, sink)
+                if time.monotonic() >= next_checkpoint and _write_checkpoints(feed, sink):
+                    next_checkpoint = time.monotonic() + checkpoint_interval
                 _fill(stats, feed, writer, sink, tap, started)
                 if on_status is not None:
                     on_status(stats)
@@ -141,6 +152,35 @@ def _write_digests(feed: Feed, sink: RecorderSink) -> None:
                 symbol, grouping = _split(topic)
                 seq = feed.last_seq(symbol, grouping)
                 sink.write_digest(conn_id, now, topic, seq, book.digest())
+
+
+def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:
+    """Every synced book as a snapshot frame, so a replay can start here. False if none
+    is synced yet."""
+    now = time.time_ns()
+    written = False
+    for conn_id, _, topics in feed.connections:
+        for topic in topics:
+            book = feed.book_of(topic) if topic.startswith("update:") else None
+            if book is None:
+                continue
+            symbol, grouping = _split(topic)
+            seq = feed.last_seq(symbol, grouping)
+            frame = {
+                "topic": topic,
+                "data": {
+                    "bids": [[repr(p), repr(s)] for p, s in book.bids()],
+                    "asks": [[repr(p), repr(s)] for p, s in reversed(book.asks())],
+                    "seqNum": seq,
+                    "prevSeqNum": seq - 1,
+                    "type": "snapshot",
+                    "symbol": symbol,
+                    "timestamp": now // 1_000_000,
+                },
+            }
+            sink.write_checkpoint(conn_id, now, orjson.dumps(frame))
+            written = True
+    return written
 
 
 def _split(topic: str) -> tuple[str, int | None]:

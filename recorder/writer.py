@@ -282,6 +282,9 @@ class RecorderSink:
         payload = {"topic": topic, "seq": seq, "digest": digest}
         self._put((fmt.DIGEST, now_ns, conn_id, orjson.dumps(payload)))
 
+    def write_checkpoint(self, conn_id: int, now_ns: int, snapshot_frame: bytes) -> None:
+        self._put((fmt.CHECKPOINT, now_ns, conn_id, snapshot_frame))
+
     @property
     def pending(self) -> int:
         return len(self._queue)

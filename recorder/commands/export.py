@@ -1,14 +1,47 @@
-"""`btse-recorder export` (not built yet)."""
+"""`btse-recorder export`: top-of-book series or depth snapshots to .npz / .parquet."""
+
+from __future__ import annotations
 
 import argparse
 
-HELP = "(not built yet)"
+from recorder.commands._times import add_range_arguments, parse_interval_ms, resolve_range
+
+HELP = "export top-of-book series or depth snapshots to numpy (.npz) or Parquet"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    add_range_arguments(parser)
+    parser.add_argument("--to-file", "-o", dest="out", required=True, help="out.npz or out.parquet")
+    parser.add_argument("--depth", type=int, default=0, help="0: top of book; N: N levels per side")
+    parser.add_argument(
+        "--interval",
+        type=parse_interval_ms,
+        default=None,
+        help="with --depth: one row per interval (e.g. 100ms) instead of every update",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    print("btse-recorder export: not built yet")
-    return 2
+    from recorder.export import export
+
+    if args.depth < 0:
+        raise SystemExit("export: --depth must be >= 0")
+    if args.interval is not None and args.depth == 0:
+        raise SystemExit("export: --interval goes with --depth N (top of book is every change)")
+    try:
+        start, end, symbols = resolve_range(args)
+        path, rows, stats = export(
+            args.paths,
+            args.out,
+            depth=args.depth,
+            interval_ms=args.interval,
+            symbols=symbols,
+            start_ns=start,
+            end_ns=end,
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise SystemExit(f"export: {exc}") from None
+    print(
+        f"wrote {rows:,} rows to {path} (replayed {stats.frames:,} frames in {stats.wall_s:.2f}s)"
+    )
+    return 0

@@ -1,0 +1,69 @@
+"""Parsing the --from/--to/--interval options shared by replay and export."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from recorder.commands.record import parse_duration
+
+
+def parse_time(text: str, origin_ns: int | None) -> int:
+    """ISO 8601 (`2026-11-25T00:37:10Z`), epoch seconds or ns, or `+30s`/`+5m` from the
+    recording's start -> ns."""
+    text = text.strip()
+    if text.startswith("+"):
+        if origin_ns is None:
+            raise argparse.ArgumentTypeError("relative time, but the recording is empty")
+        return origin_ns + int(parse_duration(text[1:]) * 1e9)
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        return int(value) if value > 1e17 else int(value * 1e9)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (ISO 8601, epoch seconds, or +30s from the start)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1e9)
+
+
+def parse_interval_ms(text: str) -> float:
+    """`100ms`, `1s`, `250` (ms) -> milliseconds."""
+    text = text.strip().lower()
+    if text.endswith("ms"):
+        value = float(text[:-2])
+    elif text[-1:] in "smhd" and text[-1:]:
+        value = parse_duration(text) * 1000
+    else:
+        value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("an interval must be > 0")
+    return value
+
+
+def add_range_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", help="recording files or directories")
+    parser.add_argument("--from", dest="start", default=None, help="ISO time, epoch, or +30s")
+    parser.add_argument("--to", dest="end", default=None, help="ISO time, epoch, or +5m")
+    parser.add_argument("--symbols", default=None, help="comma-separated symbols to keep")
+
+
+def resolve_range(args: argparse.Namespace) -> tuple[int | None, int | None, list[str] | None]:
+    from recorder.replay import recording_span
+
+    first, _ = recording_span(args.paths)
+    try:
+        start = None if args.start is None else parse_time(args.start, first)
+        end = None if args.end is None else parse_time(args.end, first)
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit(f"{args.command}: {exc}") from None
+    if start is not None and end is not None and end < start:
+        raise SystemExit(f"{args.command}: --to is before --from")
+    symbols = None if args.symbols is None else [s.strip().upper() for s in args.symbols.split(",")]
+    return start, end, symbols

@@ -1,0 +1,143 @@
+"""Export book series from recordings to numpy (`.npz`) or Parquet (pyarrow, optional).
+
+Two tables, with the columns a pandas/polars user expects:
+
+- top of book (`depth=0`): arrival_ns, exchange_ms, symbol, grouping, seq, bid_price,
+  bid_size, ask_price, ask_size; one row per top-of-book change.
+- depth snapshots (`depth=N`): arrival_ns, exchange_ms, symbol, grouping, seq, then
+  bid_price_0..N-1, bid_size_0.., ask_price_0.., ask_size_0.. (best first, NaN where the
+  book is thinner); one row per book update, or per `interval_ms` of arrival time.
+
+Prices and sizes are float64 holding the exact decimals sent; an empty side is NaN.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable
+from math import nan
+from pathlib import Path
+
+import numpy as np
+
+from bookengine.events import BookUpdate, TopOfBook
+from recorder.replay import Replay, ReplayStats
+
+
+class Columns:
+    """Column-wise accumulation in compact arrays (a row of Python objects per update
+    would cost ~10x the memory)."""
+
+    def __init__(self, float_names: list[str]) -> None:
+        self.arrival_ns = array("q")
+        self.exchange_ms = array("q")
+        self.seq = array("q")
+        self.grouping = array("q")
+        self.symbol: list[str] = []
+        self.floats = {name: array("d") for name in float_names}
+
+    def add(self, event, values: Iterable[float]) -> None:  # noqa: ANN001
+        self.arrival_ns.append(event.arrival_ns)
+        self.exchange_ms.append(event.exchange_ms if event.exchange_ms is not None else -1)
+        self.seq.append(event.seq)
+        self.grouping.append(-1 if event.grouping is None else event.grouping)
+        self.symbol.append(event.symbol)
+        for column, value in zip(self.floats.values(), values, strict=True):
+            column.append(nan if value is None else value)
+
+    def __len__(self) -> int:
+        return len(self.arrival_ns)
+
+    def as_numpy(self) -> dict[str, np.ndarray]:
+        out = {
+            "arrival_ns": np.frombuffer(self.arrival_ns, dtype=np.int64).copy(),
+            "exchange_ms": np.frombuffer(self.exchange_ms, dtype=np.int64).copy(),
+            "symbol": np.array(self.symbol, dtype=str),
+            "grouping": np.frombuffer(self.grouping, dtype=np.int64).copy(),
+            "seq": np.frombuffer(self.seq, dtype=np.int64).copy(),
+        }
+        for name, column in self.floats.items():
+            out[name] = np.frombuffer(column, dtype=np.float64).copy()
+        return out
+
+
+def depth_columns(depth: int) -> list[str]:
+    return [
+        *(f"bid_price_{i}" for i in range(depth)),
+        *(f"bid_size_{i}" for i in range(depth)),
+        *(f"ask_price_{i}" for i in range(depth)),
+        *(f"ask_size_{i}" for i in range(depth)),
+    ]
+
+
+def collect(replay: Replay, depth: int = 0, interval_ms: float | None = None) -> Columns:
+    """Replay and gather the series (depth 0: top of book; N: N levels per side)."""
+    if depth < 0 or (interval_ms is not None and interval_ms <= 0):
+        raise ValueError("depth must be >= 0 and interval_ms > 0")
+    if depth == 0:
+        columns = Columns(["bid_price", "bid_size", "ask_price", "ask_size"])
+        for event in replay.events():
+            if type(event) is TopOfBook:
+                columns.add(event, event[5:9])
+        return columns
+    replay.book_updates = True
+    columns = Columns(depth_columns(depth))
+    step = None if interval_ms is None else int(interval_ms * 1e6)
+    due: dict[tuple, int] = {}
+    for event in replay.events():
+        if type(event) is not BookUpdate:
+            continue
+        if step is not None:
+            key = (event.symbol, event.grouping)
+            if event.arrival_ns < due.get(key, 0):
+                continue
+            due[key] = (event.arrival_ns // step + 1) * step
+        bids, asks = event.book.depth(depth)
+        pad = [None] * depth
+        columns.add(
+            event,
+            [
+                *([p for p, _ in bids] + pad)[:depth],
+                *([s for _, s in bids] + pad)[:depth],
+                *([p for p, _ in asks] + pad)[:depth],
+                *([s for _, s in asks] + pad)[:depth],
+            ],
+        )
+    return columns
+
+
+def write(columns: Columns, path: str | Path) -> Path:
+    """`.npz` (numpy) or `.parquet` (needs pyarrow: pip install 'bookengine[parquet]')."""
+    path = Path(path)
+    arrays = columns.as_numpy()
+    if path.suffix == ".npz":
+        np.savez_compressed(path, **arrays)
+    elif path.suffix == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise RuntimeError(
+                "Parquet export needs pyarrow: pip install 'bookengine[parquet]' (or use .npz)"
+            ) from None
+        table = pa.table({name: pa.array(values) for name, values in arrays.items()})
+        pq.write_table(table, path, compression="zstd")
+    else:
+        raise ValueError(f"unknown output type {path.suffix!r}: use .npz or .parquet")
+    return path
+
+
+def export(
+    paths: Iterable[str | Path],
+    out: str | Path,
+    *,
+    depth: int = 0,
+    interval_ms: float | None = None,
+    symbols: Iterable[str] | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+) -> tuple[Path, int, ReplayStats]:
+    """Replay `paths` and write the series to `out`; returns (path, rows, replay stats)."""
+    replay = Replay(paths, symbols=symbols, start_ns=start_ns, end_ns=end_ns)
+    columns = collect(replay, depth, interval_ms)
+    return write(columns, out), len(columns), replay.stats

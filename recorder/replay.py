@@ -1,0 +1,292 @@
+"""Replay: recordings through the very `BookSync` the live Feed uses.
+
+    replay = Replay(["recordings/"], symbols=["BTC-PERP"])
+    stats = replay.run(on_top=print)            # as fast as possible
+    for event in Replay(paths, speed=10).events(): ...   # paced at 10x recorded time
+
+One `BookSync` per recorded connection slot, fed the recorded bytes with the recorded
+arrival stamps, and told what the live Feed told it at the same points (subscribe when a
+session opened, connection lost when it closed): the same code fed the same bytes, so the
+same events. Digests the recorder wrote live are recomputed and compared.
+
+Seeking (`start_ns`) reads from one checkpoint interval before the start, warms the books
+up silently from the recorder's checkpoints, and emits events from `start_ns` on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from bookengine.events import (
+    BadFrame,
+    BookUpdate,
+    Event,
+    ExchangeErrors,
+    L1Quote,
+    Resubscribe,
+    StatusChanged,
+    TopOfBook,
+)
+from bookengine.sync import BookSync
+from recorder import format as fmt
+from recorder.reader import iter_records, recording_files, scan
+
+
+@dataclass
+class DigestMismatch:
+    arrival_ns: int
+    topic: str
+    seq: int
+    live: str
+    replay: str
+
+
+@dataclass
+class ReplayStats:
+    records: int = 0
+    frames: int = 0
+    frame_bytes: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    wall_s: float = 0.0
+    gaps: int = 0
+    resyncs: int = 0
+    bad_frames: int = 0
+    top_events: int = 0
+    digests_checked: int = 0
+    digests_unverified: int = 0  # the replayed book was not at that seqNum (e.g. warming up)
+    mismatches: list[DigestMismatch] = field(default_factory=list)
+    lost_records: int = 0  # holes the recorder marked in the files
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.wall_s if self.wall_s else 0.0
+
+
+class Replay:
+    """Events of recorded sessions, optionally limited to `symbols` and a time range.
+
+    `speed`: None = as fast as possible; 1.0 = as recorded; 10.0 = ten times faster.
+    """
+
+    def __init__(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        symbols: Iterable[str] | None = None,
+        speed: float | None = None,
+        book_updates: bool = False,
+        snapshot_timeout_s: float = 10.0,
+    ) -> None:
+        self.files = recording_files(paths)
+        if not self.files:
+            raise FileNotFoundError("no recordings (*.btrec.zst) found")
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be > 0 (or None: as fast as possible)")
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.symbols = None if symbols is None else {s.upper() for s in symbols}
+        self.speed = speed
+        self.book_updates = book_updates
+        self.snapshot_timeout_s = snapshot_timeout_s
+        self.stats = ReplayStats()
+        self._syncs: dict[int, BookSync] = {}
+
+    def sync(self, conn_id: int) -> BookSync:
+        """The replayed BookSync of a connection slot (its books, stats...)."""
+        sync = self._syncs.get(conn_id)
+        if sync is None:
+            sync = self._syncs[conn_id] = BookSync(
+                book_updates=self.book_updates, snapshot_timeout_s=self.snapshot_timeout_s
+            )
+        return sync
+
+    def book(self, symbol: str, grouping: int | None = 0):  # noqa: ANN201
+        for sync in self._syncs.values():
+            book = sync.book(symbol, grouping)
+            if book is not None:
+                return book
+        return None
+
+    def run(
+        self,
+        *,
+        on_top: Callable[[TopOfBook], object] | None = None,
+        on_book: Callable[[BookUpdate], object] | None = None,
+        on_status: Callable[[StatusChanged], object] | None = None,
+        on_error: Callable[[Event], object] | None = None,
+        on_l1: Callable[[L1Quote], object] | None = None,
+        progress: Callable[[ReplayStats], object] | None = None,
+    ) -> ReplayStats:
+        """Call the same callbacks a live Feed would; return the stats."""
+        routes = {
+            TopOfBook: on_top,
+            BookUpdate: on_book,
+            StatusChanged: on_status,
+            BadFrame: on_error,
+            ExchangeErrors: on_error,
+            L1Quote: on_l1,
+        }
+        every = 0
+        for event in self.events():
+            callback = routes.get(type(event))
+            if callback is not None:
+                callback(event)
+            every += 1
+            if progress is not None and every % 20_000 == 0:
+                progress(self.stats)
+        if progress is not None:
+            progress(self.stats)
+        return self.stats
+
+    def events(self) -> Iterator[Event]:
+        stats = self.stats
+        start, end = self.start_ns, self.end_ns
+        read_from = None
+        if start is not None:
+            interval = self._checkpoint_interval()
+            read_from = start - int(interval * 1.5e9)
+        opened: dict[int, int] = {}  # conn -> open time, until its subscribe is seen
+        wanted = self.symbols
+        pace_origin: tuple[int, float] | None = None
+        next_timeouts = 0
+        started = time.perf_counter()
+        frame_kind = fmt.FRAME
+        for kind, ns, conn, payload in iter_records(self.files, read_from, end):
+            stats.records += 1
+            warm = start is not None and ns < start
+            if kind == frame_kind:
+                stats.frames += 1
+                stats.frame_bytes += len(payload)
+                sync = self._syncs.get(conn) or self.sync(conn)
+                events = sync.feed(ns, payload)
+            elif kind == fmt.OPEN:
+                opened[conn] = ns
+                continue
+            elif kind == fmt.SENT:
+                events = self._sent(conn, ns, payload, opened)
+            elif kind == fmt.CLOSE:
+                events = self.sync(conn).connection_lost(ns)
+            elif kind == fmt.DIGEST:
+                self._check_digest(conn, ns, payload)
+                continue
+            elif kind == fmt.CHECKPOINT:
+                events = self._checkpoint(conn, ns, payload, start)
+            elif kind == fmt.LOSS:
+                stats.lost_records += orjson.loads(payload).get("count", 0)
+                continue
+            else:  # header, status: information only
+                continue
+            if ns >= next_timeouts:  # the live watchdog runs about once a second
+                next_timeouts = ns + 1_000_000_000
+                for sync in self._syncs.values():
+                    events = (
+                        [*events, *sync.check_timeouts(ns)] if events else sync.check_timeouts(ns)
+                    )
+            if warm or not events:
+                continue
+            if stats.first_ns is None:
+                stats.first_ns = ns
+            stats.last_ns = ns
+            if self.speed is not None:
+                pace_origin = _pace(pace_origin, ns, self.speed)
+            for event in events:
+                kind_of = type(event)
+                if kind_of is Resubscribe:
+                    continue  # an action for a live feed; the recording holds what followed
+                if wanted is not None and getattr(event, "symbol", None) not in wanted:
+                    continue
+                if kind_of is TopOfBook:
+                    stats.top_events += 1
+                yield event
+        stats.wall_s = time.perf_counter() - started
+        for sync in self._syncs.values():
+            stats.gaps += sync.stats.gaps
+            stats.resyncs += sync.stats.resyncs
+            stats.bad_frames += sync.stats.bad_frames
+
+    # --- the rarer records --------------------------------------------------------------
+
+    def _sent(self, conn: int, ns: int, payload: bytes, opened: dict[int, int]) -> list[Event]:
+        """The live Feed calls BookSync.subscribe once per session, with the open time."""
+        if conn not in opened or not payload.startswith(b"{"):
+            return []
+        request = orjson.loads(payload)
+        if request.get("op") != "subscribe":
+            return []
+        return list(self.sync(conn).subscribe(request.get("args", []), opened.pop(conn)))
+
+    def _check_digest(self, conn: int, ns: int, payload: bytes) -> None:
+        digest = orjson.loads(payload)
+        topic, seq = digest["topic"], digest["seq"]
+        sync = self.sync(conn)
+        book = None
+        parsed = _topic(topic)
+        if parsed is not None and sync.last_seq(*parsed) == seq:
+            book = sync.book(*parsed)
+        if book is None:
+            self.stats.digests_unverified += 1
+            return
+        self.stats.digests_checked += 1
+        mine = book.digest()
+        if mine != digest["digest"]:
+            self.stats.mismatches.append(DigestMismatch(ns, topic, seq, digest["digest"], mine))
+
+    def _checkpoint(self, conn: int, ns: int, payload: bytes, start: int | None) -> list[Event]:
+        """Only a replay that started mid-session uses checkpoints (to warm up); a full
+        replay must rebuild every book from the frames, or a divergence could hide."""
+        if start is None:
+            return []
+        topic = _topic(orjson.loads(payload)["topic"])
+        sync = self.sync(conn)
+        if topic is None or sync.book(*topic) is not None:
+            return []
+        return list(sync.feed(ns, payload))
+
+    def _checkpoint_interval(self) -> float:
+        for record in iter_records(self.files[:1]):
+            if record.kind == fmt.HEADER:
+                return float(orjson.loads(record.payload).get("checkpoint_interval_s", 60.0))
+            break
+        return 60.0
+
+
+def _topic(text: str) -> tuple[str, int | None] | None:
+    from bookengine.errors import TopicError
+    from bookengine.wire import Topic
+
+    try:
+        parsed = Topic.parse(text)
+    except TopicError:
+        return None
+    return parsed.symbol, parsed.grouping
+
+
+def _pace(origin: tuple[int, float] | None, ns: int, speed: float) -> tuple[int, float]:
+    """Sleep until recorded time `ns` is due at `speed` (the driver sleeps, never the core)."""
+    if origin is None:
+        return ns, time.monotonic()
+    first_ns, wall0 = origin
+    due = wall0 + (ns - first_ns) / 1e9 / speed
+    delay = due - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    return origin
+
+
+def recording_span(paths: Iterable[str | Path]) -> tuple[int | None, int | None]:
+    """(first ns, last ns) of recordings, from block headers only."""
+    first = last = None
+    for path in recording_files(paths):
+        info = scan(path)
+        if info.first_ns is not None:
+            first = info.first_ns if first is None else min(first, info.first_ns)
+            last = info.last_ns if last is None else max(last, info.last_ns)
+    return first, last
