@@ -60,6 +60,7 @@ from bookengine.wire import (
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 16 * 2**20  # BTSE frames are ~1 kB; a frame past this closes the socket
+CLOSED_BY_APP = "closed by the application"  # the close reason recorded when we stop
 _LATENCY_SAMPLES = 4096
 
 
@@ -533,7 +534,7 @@ class _Connection:
             await asyncio.gather(*helpers, return_exceptions=True)
             now = time.time_ns()
             if tap is not None:
-                tap.on_close(self.id, now, code, reason)
+                tap.on_close(self.id, now, code, CLOSED_BY_APP if self.stopping else reason)
             if not self.stopping:
                 feed._handle(self, self.sync.connection_lost(now))
         return f"closed ({code}): {reason}"

@@ -32,6 +32,7 @@ from bookengine.events import (
     StatusChanged,
     TopOfBook,
 )
+from bookengine.feed import CLOSED_BY_APP
 from bookengine.sync import BookSync
 from recorder import format as fmt
 from recorder.reader import iter_records, recording_files, scan
@@ -173,6 +174,8 @@ class Replay:
             elif kind == fmt.SENT:
                 events = self._sent(conn, ns, payload, opened)
             elif kind == fmt.CLOSE:
+                if orjson.loads(payload).get("reason") == CLOSED_BY_APP:
+                    continue  # the live feed was stopping: it reported nothing either
                 events = self.sync(conn).connection_lost(ns)
             elif kind == fmt.DIGEST:
                 self._check_digest(conn, ns, payload)
