@@ -179,7 +179,12 @@ def test_groupings_have_own_chains_and_grouping_9_is_silent():
             coarse = [
                 m for m in msgs if is_book(m, "snapshot") and m["topic"] == "update:BTC-PERP_3"
             ][0]
-            assert all(p.endswith("00.0") for p, _ in coarse["data"]["bids"])  # 100-wide ticks
+            # _3 buckets are 10 ticks (1.0) wide, printed with the tick's decimals, and the
+            # coarse book sits at the same price as the full-precision one
+            assert all(p.endswith(".0") and Decimal(p) % 1 == 0 for p, _ in coarse["data"]["bids"])
+            fine = [m for m in msgs if is_book(m, "snapshot") and m["topic"] == "update:BTC-PERP_0"]
+            fine_bid = Decimal(fine[0]["data"]["bids"][0][0])
+            assert abs(Decimal(coarse["data"]["bids"][0][0]) - fine_bid) < 20
             await ws.close()
 
     run(body())

@@ -25,7 +25,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from bookengine.simulator.faults import Faults, Injected
-from bookengine.simulator.market import MarketModel
+from bookengine.simulator.market import HISTORY, MarketModel
 from bookengine.wire import FUTURES_PATH, MAX_TOPICS_PER_CONNECTION, SPOT_PATH, is_futures
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD", "BTC-PERP", "ETH-PERP")
 _TICK_S = 0.002
 _MAX_PER_TICK = 500
+_STALE_BACK = 3  # a stale snapshot is this many seqNums old
 
 
 def _error(code: int, message: str, arg: str | None = None) -> bytes:
@@ -84,6 +85,7 @@ class Simulator:
         idle_timeout: float = 60.0,
         max_queue: int = 50_000,
         preload: int = 0,
+        history: int = HISTORY,
     ) -> None:
         if rate < 0:
             raise ValueError("rate must be >= 0 deltas/s per topic")
@@ -97,6 +99,7 @@ class Simulator:
         self.idle_timeout = idle_timeout
         self.max_queue = max_queue
         self.preload = preload
+        self.history = history
         self.sent: dict[int, list[bytes]] = {}
         self.injected: list[Injected] = []
         self._topic_faults: dict[str, Faults] = {}
@@ -402,12 +405,13 @@ class Simulator:
     def _snapshot_for(self, conn: _Conn, topic: _Topic, arg: str) -> bytes:
         faults = self._topic_faults.get(f"update:{topic.key[0]}_{topic.key[1]}", self.faults)
         model = topic.model
-        if topic.ahead:  # pre-generated frames pending: snapshot what was published
-            bids, asks = model.book_at(topic.sent_seq)
-            return _snapshot_bytes(model, bids, asks, topic.sent_seq, arg)
         if faults.stale_snapshot and self._rnd.random() < faults.stale_snapshot:
-            self._inject("stale_snapshot", conn.id, arg, model.seq)
-            return model.stale_snapshot_frame(back=3, topic=arg)
+            seq = max(model.oldest_seq, topic.sent_seq - _STALE_BACK)
+            if seq < topic.sent_seq:  # a brand-new topic has no past to be stale with
+                self._inject("stale_snapshot", conn.id, arg, seq)
+                return model.snapshot_frame_at(seq, topic=arg)
+        if topic.ahead:  # pre-generated frames pending: snapshot what was published
+            return model.snapshot_frame_at(topic.sent_seq, topic=arg)
         return model.snapshot_frame(topic=arg)
 
     def _unsubscribe(self, conn: _Conn, args: list[str]) -> None:
@@ -445,7 +449,7 @@ class Simulator:
         key = (symbol, grouping)
         topic = self._topics.get(key)
         if topic is None:
-            model = MarketModel(symbol, seed=self.seed, grouping=grouping)
+            model = MarketModel(symbol, seed=self.seed, grouping=grouping, history=self.history)
             model.clock_step = (0, 0)  # the ticker stamps the wall clock
             model.timestamp = time.time_ns() // 1_000_000
             topic = self._topics[key] = _Topic(key, model, sent_seq=model.seq)
@@ -539,15 +543,3 @@ class Simulator:
             self._inject("duplicate", conn.id, name, seq)
             self._send(conn, frame)
 
-
-def _snapshot_bytes(model: MarketModel, bids: dict, asks: dict, seq: int, topic: str) -> bytes:
-    data = {
-        "bids": [[model.price(p), model.size(bids[p])] for p in sorted(bids, reverse=True)],
-        "asks": [[model.price(p), model.size(asks[p])] for p in sorted(asks, reverse=True)],
-        "seqNum": seq,
-        "prevSeqNum": seq - 1,
-        "type": "snapshot",
-        "symbol": model.symbol,
-        "timestamp": model.timestamp,
-    }
-    return orjson.dumps({"topic": topic, "data": data})
