@@ -101,9 +101,69 @@ def depth_rows() -> list[Row]:
     return rows
 
 
+def replay_rows(frames: int, repeat: int) -> list[Row]:
+    from benchmarks import bench_replay
+
+    r = bench_replay.measure(frames, repeat)
+    return [
+        (
+            "replay / decompress+parse floor",
+            f"{r['ratio']:.2f}x",
+            f"replay {r['replay']:,.0f} frames/s, floor {r['floor']:,.0f}",
+        ),
+    ]
+
+
+def recorder_rows(frames: int, quick: bool) -> list[Row]:
+    from benchmarks import bench_recorder
+
+    w = bench_recorder.write_rate(frames)
+    cpu = bench_recorder.cpu_share_at(1000.0, 2.0 if quick else 5.0)
+    z = bench_recorder.zstd_vs_gzip(frames)
+    zs, gz = z["zstd-3"], z["gzip-6"]
+    return [
+        (
+            "recorder write (sink+thread+zstd+disk)",
+            f"{w['frames_per_s']:,.0f} frames/s",
+            f"{w['cpu_us_per_frame']:.1f} us CPU/frame, file x{w['ratio']:.1f}, lost {w['lost']}",
+        ),
+        ("recorder CPU share at 1,000 frames/s", f"{100 * cpu['cpu_share']:.1f}%", "of one core"),
+        (
+            "zstd-3 / gzip-6 speed",
+            f"{zs['mb_per_s'] / gz['mb_per_s']:.1f}x",
+            f"zstd {zs['mb_per_s']:,.0f} MB/s x{zs['ratio']:.2f}; gzip {gz['mb_per_s']:,.0f} MB/s "
+            f"x{gz['ratio']:.2f}",
+        ),
+    ]
+
+
+def live_rows(quick: bool) -> list[Row]:
+    from benchmarks import bench_feed, bench_simulator
+
+    sim = bench_simulator.measure(20_000 if quick else 50_000)
+    thr = bench_feed.throughput(20_000 if quick else 50_000)
+    lat = bench_feed.latency(5000.0, 2.0 if quick else 5.0)
+    return [
+        ("simulator -> plain websockets client", f"{sim:,.0f} frames/s", "preloaded deltas"),
+        (
+            "Feed throughput from the simulator",
+            f"{thr['frames_per_s']:,.0f} frames/s",
+            f"gaps {thr['gaps']}; simulator in the same process",
+        ),
+        (
+            "Feed arrival->callback at 5,000 frames/s",
+            f"p50 {lat['callback_us_p50']:.0f} us",
+            f"p99 {lat['callback_us_p99']:.0f} us; 5 topics, simulator in the same process",
+        ),
+    ]
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "engine": lambda a: engine_rows(a.frames, a.repeat),
     "depth": lambda a: depth_rows(),
+    "replay": lambda a: replay_rows(a.frames, a.repeat),
+    "recorder": lambda a: recorder_rows(a.frames, a.quick),
+    "live": lambda a: live_rows(a.quick),
 }
 
 
