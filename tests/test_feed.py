@@ -271,3 +271,27 @@ def test_bad_arguments_fail_at_once():
         Feed(["update:BTC-USD_x"])
     feed = Feed([f"C{i}-PERP" for i in range(250)], url="ws://127.0.0.1:1")
     assert [len(t) for _, _, t in feed.connections] == [100, 100, 50]
+
+
+def test_a_frame_beyond_max_frame_bytes_reconnects_and_resyncs():
+    async def body():
+        async with Simulator(symbols=SYMBOLS, rate=200) as sim:
+            statuses = []
+            async with Feed(
+                ["BTC-PERP"],
+                url=sim.url,
+                max_frame_bytes=100_000,
+                on_status=statuses.append,
+                **FAST,
+            ) as feed:
+                await feed.wait_synced(5)
+                sim.set_faults(Faults(oversized=1.0, oversized_bytes=300_000))
+                await asyncio.sleep(0.5)
+                sim.set_faults(Faults())
+                await feed.wait_synced(10)
+                assert feed.stats().reconnects >= 1
+                assert books_equal_truth(feed, sim, ["BTC-PERP"]) == 1
+        closes = [s for s in statuses if isinstance(s, Reconnecting)]
+        assert any("1009" in s.reason for s in closes)  # message too big, said plainly
+
+    run(body())
