@@ -265,3 +265,82 @@ def test_faults_parse():
         with pytest.raises(ValueError):
             Faults.parse(bad)
     assert orjson.dumps(Faults.parse("").any()) == b"false"
+
+
+def test_faults_per_topic_stay_on_that_topic():
+    async def body():
+        sim = Simulator(symbols=["BTC-PERP", "ETH-PERP"], rate=600, seed=2)
+        sim.set_faults(Faults(drop=0.2), topic=T)
+        await sim.start()
+        ws = await open_client(sim.futures_url)
+        await ws.send(subscribe(T, "update:ETH-PERP_0"))
+        msgs = [parse(r) for r in await frames(ws, 600)]
+        by_topic = {}
+        for m in msgs:
+            if isinstance(m, dict) and m.get("data", {}).get("type") == "delta":
+                by_topic.setdefault(m["topic"], []).append(m["data"]["seqNum"])
+        eth = by_topic["update:ETH-PERP_0"]
+        assert eth == list(range(eth[0], eth[0] + len(eth)))  # untouched
+        btc = by_topic[T]
+        assert len(btc) < btc[-1] - btc[0] + 1  # gaps
+        assert {i.topic for i in injected(sim, "drop")} == {T}
+        await ws.close()
+        await sim.stop()
+
+    run(body())
+
+
+def test_topic_stall_silences_one_topic_and_the_chain_continues():
+    async def body():
+        sim = Simulator(symbols=["BTC-PERP", "ETH-PERP"], rate=300)
+        sim.set_faults(Faults(stall=1.0, stall_s=0.6), topic=T)
+        await sim.start()
+        ws = await open_client(sim.futures_url)
+        await ws.send(subscribe(T, "update:ETH-PERP_0"))
+        last_btc = time.monotonic()
+        longest = 0.0
+        eth_during_silence = 0
+        btc = []
+        deadline = time.monotonic() + 2.2
+        while time.monotonic() < deadline:
+            msg = parse(await asyncio.wait_for(ws.recv(decode=False), 3))
+            if not (isinstance(msg, dict) and msg.get("data", {}).get("type") == "delta"):
+                continue
+            now = time.monotonic()
+            if msg["topic"] == T:
+                longest = max(longest, now - last_btc)
+                last_btc = now
+                btc.append(msg["data"]["seqNum"])
+            elif now - last_btc > 0.3:
+                eth_during_silence += 1
+        stalls = injected(sim, "stall")
+        assert stalls and all(i.topic == T and i.conn_id is None for i in stalls)
+        assert longest >= 0.5 and eth_during_silence > 0
+        assert btc == list(range(btc[0], btc[0] + len(btc)))  # a quiet book, not a gap
+        await ws.close()
+        await sim.stop()
+
+    run(body())
+
+
+@pytest.mark.parametrize("code", [None, 1007, 1001])
+def test_disconnect_all_and_record_sent(code):
+    async def body():
+        sim = Simulator(symbols=["BTC-PERP"], rate=200, record_sent=True)
+        await sim.start()
+        ws = await open_client(sim.futures_url)
+        await ws.send(subscribe(T))
+        got = await frames(ws, 20)
+        await sim.disconnect_all(code=code)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                got.append(await asyncio.wait_for(ws.recv(decode=False), 5))
+        assert ws.close_code == (1006 if code is None else code)
+        # sim.sent is every frame the connection was sent, exactly, in order
+        assert sim.sent[1] == got
+        stats = sim.stats()
+        assert stats["frames_sent"] == len(got) and stats["connections_total"] == 1
+        assert stats["injected"] == {"disconnect_all": 1}
+        await sim.stop()
+
+    run(body())

@@ -210,12 +210,63 @@ def test_l1_topic():
     async def body():
         async with Simulator(symbols=SYMBOLS, rate=300) as sim:
             ws = await open_client(sim.futures_url)
-            await ws.send(subscribe("snapshotL1:BTC-PERP"))
-            l1, _ = await until(ws, lambda m: is_book(m, "snapshotL1"))
-            assert l1["topic"] == "snapshotL1:BTC-PERP" and len(l1["data"]["bids"]) == 1
+            await ws.send(subscribe("snapshotL1:BTC-PERP", "update:BTC-PERP_0"))
+            l1s, book = [], RefBook()
+            for raw in await frames(ws, 150):
+                msg = parse(raw)
+                if is_book(msg, "snapshotL1"):
+                    l1s.append(msg)
+                    assert "seqNum" not in msg["data"]
+                    if not book.bids:
+                        continue  # the first L1 may come before the snapshot
+                    # the best bid/ask of the book as of the last delta sent before it
+                    assert msg["data"]["bids"][0][0] == str(max(book.bids))
+                    assert msg["data"]["asks"][0][0] == str(min(book.asks))
+                elif is_book(msg):
+                    book.apply(msg["data"])
+            assert len(l1s) > 5 and l1s[0]["topic"] == "snapshotL1:BTC-PERP"
+            assert all(len(m["data"]["bids"]) == len(m["data"]["asks"]) == 1 for m in l1s)
+            await ws.send(unsubscribe("snapshotL1:BTC-PERP", "update:BTC-PERP_0"))
+            await until(ws, lambda m: isinstance(m, dict) and m.get("event") == "unsubscribe")
+            await ws.send("ping")
+            _, before = await until(ws, lambda m: m == "pong")
+            await asyncio.sleep(0.1)
+            await ws.send("ping")
+            _, after = await until(ws, lambda m: m == "pong")
+            assert [m for m in after if is_book(m)] == []
             await ws.close()
 
     run(body())
+
+
+def test_cli_prints_the_url_and_serves_until_interrupted():
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recorder", "simulate", "--port", "0", "--symbols", "BTC-PERP"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        url = next(w for w in line.split() if w.endswith("/ws/oss/futures"))
+
+        async def body():
+            ws = await open_client(url)
+            await ws.send(subscribe("update:BTC-PERP_0"))
+            snap, _ = await until(ws, lambda m: is_book(m, "snapshot"))
+            assert snap["data"]["symbol"] == "BTC-PERP"
+            await ws.close()
+
+        run(body())
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and "stopped: 1 connections" in out
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_topic_limit_per_connection():

@@ -75,10 +75,16 @@ PROBABILITIES = (
 
 
 class Injected(NamedTuple):
-    """One fault the simulator injected."""
+    """One fault the simulator injected: what, on which connection and topic, at which
+    seqNum (the dropped/duplicated/... delta's, the stale snapshot's), when (wall ns)."""
 
     kind: str
     conn_id: int | None
     topic: str | None
     seq: int | None
     time_ns: int
+
+    @property
+    def type(self) -> str:
+        """Alias of `kind`."""
+        return self.kind

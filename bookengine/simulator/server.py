@@ -51,8 +51,10 @@ class _Topic:
     model: MarketModel
     subscribers: dict[int, str] = field(default_factory=dict)
     carry: float = 0.0  # fractional deltas due
-    ahead: deque = field(default_factory=deque)  # pre-generated (seq, frame)
+    ahead: deque = field(default_factory=deque)  # pre-generated delta frames
     sent_seq: int = 0  # last seqNum published
+    l1: set = field(default_factory=set)  # conn ids with snapshotL1 of this symbol (_0 only)
+    silent_until: float = 0.0  # a per-topic stall: the market pauses, nothing is lost
 
 
 @dataclass
@@ -238,6 +240,7 @@ class Simulator:
             self._conns.pop(conn.id, None)
             for topic in self._topics.values():
                 topic.subscribers.pop(conn.id, None)
+                topic.l1.discard(conn.id)
             writer.cancel()
             monitor.cancel()
 
@@ -247,19 +250,21 @@ class Simulator:
                 await conn.wake.wait()
                 conn.wake.clear()
                 while conn.queue and time.monotonic() >= conn.stalled_until:
-                    frame = conn.queue.popleft()
-                    await conn.ws.send(frame, text=True)
-                    self._frames_sent += 1
-                    if self.record_sent:
-                        self.sent[conn.id].append(frame)
+                    await self._send_now(conn, conn.queue.popleft())
                 if conn.queue:  # stalled: look again soon
                     await asyncio.sleep(_TICK_S * 5)
                     conn.wake.set()
         except ConnectionClosed:
             pass
 
+    async def _send_now(self, conn: _Conn, frame: bytes) -> None:
+        await conn.ws.send(frame, text=True)
+        self._frames_sent += 1
+        if self.record_sent:
+            self.sent[conn.id].append(frame)
+
     async def _monitor(self, conn: _Conn) -> None:
-        """Once a second: idle close, and the per-second faults."""
+        """Idle close, and once a second the per-connection faults."""
         check = min(1.0, max(self.idle_timeout / 4, 0.05))
         elapsed = 0.0
         while True:
@@ -273,26 +278,44 @@ class Simulator:
             if elapsed < 1.0:
                 continue
             elapsed = 0.0
-            faults = self.faults
-            if self._rnd.random() < faults.stall:
-                conn.stalled_until = now + faults.stall_s
+            rnd = self._rnd
+            if rnd.random() < self.faults.stall:
+                conn.stalled_until = now + self.faults.stall_s
                 self._inject("stall", conn.id, None, None)
-            if self._rnd.random() < faults.disconnect:
-                await self._drop(conn, None, "disconnect")
-                return
-            if self._rnd.random() < faults.close_1007:
-                await self._drop(conn, 1007, "close_1007")
-                return
+            # a topic's own faults reach the connections subscribed to it
+            for topic, faults in [(None, self.faults), *self._conn_topic_faults(conn)]:
+                if rnd.random() < faults.disconnect:
+                    await self._drop(conn, None, "disconnect", topic)
+                    return
+                if rnd.random() < faults.close_1007:
+                    await self._drop(conn, 1007, "close_1007", topic)
+                    return
 
-    async def _drop(self, conn: _Conn, code: int | None, kind: str) -> None:
-        self._inject(kind, conn.id, None, None)
+    def _conn_topic_faults(self, conn: _Conn) -> list[tuple[str, Faults]]:
+        if not self._topic_faults:
+            return []
+        out = []
+        for spelled in conn.topics:
+            name = spelled
+            resolved = self._resolve(conn, spelled)
+            if not isinstance(resolved, bytes) and resolved[2] is not None:
+                name = f"update:{resolved[1]}_{resolved[2]}"
+            faults = self._topic_faults.get(spelled) or self._topic_faults.get(name)
+            if faults is not None:
+                out.append((spelled, faults))
+        return out
+
+    async def _drop(
+        self, conn: _Conn, code: int | None, kind: str, topic: str | None = None
+    ) -> None:
+        self._inject(kind, conn.id, topic, None)
+        conn.closing = True
         if code is None:
             conn.ws.transport.abort()
             return
-        if code == 1007:
-            with contextlib.suppress(ConnectionClosed):
-                await conn.ws.send(_error(1007, "Outbound buffer is full"), text=True)
         with contextlib.suppress(ConnectionClosed):
+            if code == 1007:  # as BTSE: the error frame, then the close
+                await self._send_now(conn, _error(1007, "Outbound buffer is full"))
             await conn.ws.close(code, "simulator")
 
     def _send(self, conn: _Conn, frame: bytes) -> None:
@@ -382,7 +405,9 @@ class Simulator:
             acked.append(arg)
             if kind == "snapshotL1":
                 conn.l1.add(symbol)
-                self._topic(symbol, 0)  # L1 follows the full-precision book
+                topic = self._topic(symbol, 0)  # L1 follows the full-precision book
+                topic.l1.add(conn.id)
+                after_ack.append(topic.model.l1_frame())  # the current best bid/ask first
                 continue
             conn.topics.add(arg)
             if grouping is not None and grouping > 8:
@@ -424,6 +449,9 @@ class Simulator:
             kind, symbol, grouping = resolved
             if kind == "snapshotL1":
                 conn.l1.discard(symbol)
+                l1_topic = self._topics.get((symbol, 0))
+                if l1_topic is not None:
+                    l1_topic.l1.discard(conn.id)
                 done.append(arg)
                 continue
             key = (symbol, 0 if grouping is None else grouping)
@@ -461,32 +489,45 @@ class Simulator:
 
     async def _tick_loop(self) -> None:
         last = time.monotonic()
+        next_second = last + 1.0
         while True:
             await asyncio.sleep(_TICK_S)
             now = time.monotonic()
             elapsed, last = now - last, now
+            per_second = now >= next_second
+            if per_second:
+                next_second = now + 1.0
             now_ms = time.time_ns() // 1_000_000
             for topic in list(self._topics.values()):
-                if not topic.subscribers and not self._l1_listeners(topic):
+                if not topic.subscribers and not topic.l1:
+                    continue
+                if per_second:
+                    self._maybe_stall_topic(topic, now)
+                if now < topic.silent_until:
                     continue
                 topic.model.timestamp = now_ms  # exchange time: the wall clock when served
                 topic.carry += elapsed * self.rate
                 due = int(topic.carry)
                 topic.carry -= due
                 # At most _MAX_PER_TICK per topic and tick: generating more would starve
-                # the writers (one delta costs ~50 us); a higher rate simply lags.
+                # the writers (one delta costs ~30 us); a higher rate is capped, not queued.
                 for _ in range(min(due, _MAX_PER_TICK)):
                     self._publish(topic)
 
-    def _l1_listeners(self, topic: _Topic) -> list[_Conn]:
-        if topic.key[1] != 0:
-            return []
-        return [c for c in self._conns.values() if topic.key[0] in c.l1]
+    def _maybe_stall_topic(self, topic: _Topic, now: float) -> None:
+        """A per-topic `stall` fault: the topic goes quiet (a quiet book), nothing is lost."""
+        name = f"update:{topic.key[0]}_{topic.key[1]}"
+        faults = self._topic_faults.get(name)
+        if faults is not None and faults.stall and self._rnd.random() < faults.stall:
+            topic.silent_until = now + faults.stall_s
+            topic.carry = 0.0
+            self._inject("stall", None, name, topic.sent_seq)
 
     def _publish(self, topic: _Topic) -> None:
         name = f"update:{topic.key[0]}_{topic.key[1]}"
         faults = self._topic_faults.get(name, self.faults)
         model = topic.model
+        top_before = None
         if topic.ahead:
             frame = topic.ahead.popleft()
             seq = topic.sent_seq + 1
@@ -495,12 +536,9 @@ class Simulator:
             seq = model.seq
             self._inject("crossed", None, name, seq)
         else:
-            top_before = (max(model.bids), min(model.asks))
+            top_before = (max(model.bids), min(model.asks)) if topic.l1 else None
             frame = model.next_delta_frame()
             seq = model.seq
-            if (max(model.bids), min(model.asks)) != top_before:
-                for conn in self._l1_listeners(topic):
-                    self._send(conn, model.l1_frame())
         topic.sent_seq = seq
         for conn_id, spelled in list(topic.subscribers.items()):
             conn = self._conns.get(conn_id)
@@ -513,6 +551,12 @@ class Simulator:
                     f'"topic":"{name}"'.encode(), f'"topic":"{spelled}"'.encode(), 1
                 )
             self._deliver(conn, topic, name, seq, out, self._topic_faults.get(spelled, faults))
+        if topic.l1 and top_before and (max(model.bids), min(model.asks)) != top_before:
+            l1 = model.l1_frame()  # snapshotL1: when the best bid/ask changed, after the delta
+            for conn_id in topic.l1:
+                conn = self._conns.get(conn_id)
+                if conn is not None:
+                    self._send(conn, l1)
 
     def _deliver(
         self, conn: _Conn, topic: _Topic, name: str, seq: int, frame: bytes, faults: Faults
