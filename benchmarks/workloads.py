@@ -79,24 +79,16 @@ def c_orderbook(frames: Sequence[bytes]) -> int:
         elif data["prevSeqNum"] != last:
             raise AssertionError("gap in benchmark frames")
         bids, asks = book.bids, book.asks
-        for price, size in data["bids"]:
-            amount = float(size)
-            if amount:
-                bids[float(price)] = amount
-            else:
-                try:
-                    del bids[float(price)]
-                except KeyError:
-                    pass
-        for price, size in data["asks"]:
-            amount = float(size)
-            if amount:
-                asks[float(price)] = amount
-            else:
-                try:
-                    del asks[float(price)]
-                except KeyError:
-                    pass
+        for side, levels in ((bids, data["bids"]), (asks, data["asks"])):
+            for price, size in levels:
+                amount = float(size)
+                if amount:
+                    side[float(price)] = amount
+                else:
+                    try:
+                        del side[float(price)]
+                    except KeyError:
+                        pass
         last = data["seqNum"]
         new_top = (*bids.index(0), *asks.index(0))
         if new_top != top:

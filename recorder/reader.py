@@ -61,6 +61,17 @@ def recording_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
+def recording_files_or_exit(paths: Iterable[str | Path], command: str) -> list[Path]:
+    """For the CLI: the files, or a one-line error naming the command."""
+    try:
+        files = recording_files(paths)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{command}: {exc}") from None
+    if not files:
+        raise SystemExit(f"{command}: no recordings (*{fmt.SUFFIX}) found")
+    return files
+
+
 def _is_recording(name: str) -> bool:
     return name.endswith(fmt.SUFFIX) or name.endswith(fmt.SUFFIX + fmt.PARTIAL)
 

@@ -7,6 +7,9 @@ import asyncio
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+# Feed options that keep tests short: quick keepalive, timeouts and reconnects.
+FAST = dict(ping_interval=0.5, snapshot_timeout=1.0, silence_timeout=3.0, backoff=(0.05, 0.3))
+
 
 def run(coro, timeout: float = 20.0):
     """Run one async test body, bounded in time."""

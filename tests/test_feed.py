@@ -4,7 +4,7 @@ import asyncio
 import logging
 
 import pytest
-from simclient import run
+from simclient import FAST, run
 
 from bookengine import Reason, StatusChanged, SyncStatus, TopOfBook
 from bookengine.feed import Connected, Feed, Reconnecting
@@ -13,7 +13,6 @@ from bookengine.simulator import Faults, Simulator
 pytestmark = pytest.mark.integration
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "BTC-PERP", "ETH-PERP"]
-FAST = dict(ping_interval=0.5, snapshot_timeout=1.0, silence_timeout=3.0, backoff=(0.05, 0.3))
 
 
 def as_floats(truth):

@@ -8,7 +8,7 @@ import time
 
 import orjson
 import pytest
-from simclient import run
+from simclient import FAST, run
 
 from bookengine.simulator import Faults, Simulator
 from recorder import format as fmt
@@ -16,8 +16,6 @@ from recorder.reader import iter_records, recording_files, scan
 from recorder.session import record_session
 
 pytestmark = pytest.mark.integration
-
-FAST = dict(ping_interval=0.5, snapshot_timeout=1.0, silence_timeout=3.0, backoff=(0.05, 0.3))
 
 
 def test_every_frame_sent_is_recorded_byte_for_byte_in_order(tmp_path):

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from simclient import run
+from simclient import FAST, run
 
 from bookengine import StatusChanged, TopOfBook
 from bookengine.simulator import Faults, Simulator
@@ -17,7 +17,6 @@ from recorder.session import record_session
 pytestmark = pytest.mark.integration
 
 SYMBOLS = ["BTC-USD", "BTC-PERP", "ETH-PERP"]
-FAST = dict(ping_interval=0.5, snapshot_timeout=1.0, silence_timeout=3.0, backoff=(0.05, 0.3))
 
 
 @pytest.fixture(scope="module")

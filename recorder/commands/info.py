@@ -19,14 +19,9 @@ def _when(ns: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.reader import recording_files, summarize
+    from recorder.reader import recording_files_or_exit, summarize
 
-    try:
-        files = recording_files(args.paths)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"info: {exc}") from None
-    if not files:
-        raise SystemExit("info: no recordings (*.btrec.zst) found")
+    files = recording_files_or_exit(args.paths, "info")
     status = 0
     for path in files:
         try:

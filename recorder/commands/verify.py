@@ -68,14 +68,9 @@ def verify_file(path) -> list[str]:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.reader import recording_files
+    from recorder.reader import recording_files_or_exit
 
-    try:
-        files = recording_files(args.paths)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"verify: {exc}") from None
-    if not files:
-        raise SystemExit("verify: no recordings (*.btrec.zst) found")
+    files = recording_files_or_exit(args.paths, "verify")
     bad = 0
     for path in files:
         problems = verify_file(path)
