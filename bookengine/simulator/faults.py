@@ -14,6 +14,14 @@ from typing import NamedTuple
 
 @dataclass
 class Faults:
+    """What goes wrong, as probabilities (0..1) and sizes; all off by default.
+
+    `Simulator(faults=...)` applies them to every topic; `sim.set_faults(f, topic=T)`
+    gives topic T its own: its deltas, (re)subscribes and subscribers then draw from `f`,
+    and `stall` there means the topic itself goes quiet for `stall_s` (a quiet book).
+    `Faults.parse("drop=0.01,stall_s=1")` reads the CLI's `--faults`.
+    """
+
     # per delta, per connection
     drop: float = 0.0  # not sent: the client sees a gap
     duplicate: float = 0.0  # sent twice
@@ -24,7 +32,7 @@ class Faults:
     # per delta, per topic (they change the chain every subscriber sees)
     crossed: float = 0.0  # an extra delta after which the published book is crossed
     # per (re)subscribe
-    stale_snapshot: float = 0.0  # the snapshot is some seqNums old
+    stale_snapshot: float = 0.0  # the snapshot is 3 seqNums old (a gap follows it)
     # per second, per connection
     stall: float = 0.0  # silence for `stall_s`, then the held frames in a burst
     disconnect: float = 0.0  # TCP dropped, no close frame (1006)

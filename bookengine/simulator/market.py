@@ -98,6 +98,8 @@ class MarketModel:
         for i in range(WINDOW):
             self.asks[self.mid + 1 + i] = self._size()
         self._prices: dict[int, str] = {}
+        # every size the model draws comes from the table: format each once
+        self._size_texts = {units: self.size(units) for units in (0, *self._sizes)}
         self.history = max(history, _CHUNK)
         # chunks of (checkpoint seq, bids, asks, deltas after it as (bids, asks) int arrays)
         self._chunks: deque[tuple[int, dict, dict, list[tuple[array, array]]]] = deque()
@@ -133,8 +135,11 @@ class MarketModel:
         if len(items) > 1:
             k = self._rnd.randrange(len(items))
             items = items[k:] + items[:k]
-        price, size = self.price, self.size
-        return [[price(p), size(s)] for p, s in items]
+        prices, sizes, price, size = self._prices, self._size_texts, self.price, self.size
+        return [
+            [prices[p] if p in prices else price(p), sizes[s] if s in sizes else size(s)]
+            for p, s in items
+        ]
 
     def _frame(self, typ: str, bids: list, asks: list, seq: int, prev: int, topic: str) -> bytes:
         data = {

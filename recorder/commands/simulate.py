@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="e.g. drop=0.01,duplicate=0.005,malformed=0.001,stall=0.05 (see docs/SIMULATOR.md)",
     )
     parser.add_argument("--idle-timeout", type=float, default=60.0, help="seconds")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=20_000,
+        help="deltas kept per topic for the true book (~0.7 KB each)",
+    )
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
 
 
@@ -50,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             faults=faults,
             idle_timeout=args.idle_timeout,
+            history=args.history,
         )
         try:
             await sim.start()
@@ -57,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"simulate: cannot listen on {args.host}:{args.port}: {exc}") from None
         print(f"BTSE simulator: spot {sim.spot_url}  futures {sim.futures_url}", flush=True)
         print(f"symbols {', '.join(symbols)}; {args.rate:g} deltas/s per topic; Ctrl-C stops")
+        if faults.any():
+            print(f"faults: {args.faults}")
         started = time.monotonic()
         try:
             while args.duration is None or time.monotonic() - started < args.duration:
