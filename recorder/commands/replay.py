@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
             return
         last_draw = now
         done = 0.0 if stats.last_ns is None else (stats.last_ns - lo) / max(hi - lo, 1)
+        if stats.wall_s:  # set once the replay has finished
+            done = 1.0
         bar = "#" * int(30 * min(done, 1.0))
         line = f"[{bar:<30}] {100 * min(done, 1.0):5.1f}%  {stats.frames:,} frames"
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
