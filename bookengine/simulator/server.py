@@ -49,7 +49,9 @@ class _Topic:
 
     key: tuple[str, int]
     model: MarketModel
-    subscribers: dict[int, str] = field(default_factory=dict)
+    # (conn id, bare) -> the spelling used; `update:SYM` (bare) is a topic of its own
+    # beside `update:SYM_0`, while folded spellings of one topic are one subscription
+    subscribers: dict[tuple[int, bool], str] = field(default_factory=dict)
     carry: float = 0.0  # fractional deltas due
     ahead: deque = field(default_factory=deque)  # pre-generated delta frames
     sent_seq: int = 0  # last seqNum published
@@ -66,7 +68,7 @@ class _Conn:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     topics: set = field(default_factory=set)  # subscribed topic strings, as spelled
     l1: set = field(default_factory=set)  # symbols with snapshotL1 subscribed
-    held: dict = field(default_factory=dict)  # reorder: topic key -> held frame
+    held: dict = field(default_factory=dict)  # reorder: (topic key, bare) -> held frame
     stalled_until: float = 0.0
     last_rx: float = field(default_factory=time.monotonic)
     closing: bool = False
@@ -239,7 +241,8 @@ class Simulator:
         finally:
             self._conns.pop(conn.id, None)
             for topic in self._topics.values():
-                topic.subscribers.pop(conn.id, None)
+                topic.subscribers.pop((conn.id, False), None)
+                topic.subscribers.pop((conn.id, True), None)
                 topic.l1.discard(conn.id)
             writer.cancel()
             monitor.cancel()
@@ -413,8 +416,9 @@ class Simulator:
             if grouping is not None and grouping > 8:
                 continue  # acknowledged, then silent forever (as BTSE)
             topic = self._topic(symbol, 0 if grouping is None else grouping)
-            topic.subscribers[conn.id] = arg
-            conn.held.pop(topic.key, None)  # a held-back delta is older than this snapshot
+            bare = grouping is None
+            topic.subscribers[(conn.id, bare)] = arg
+            conn.held.pop((topic.key, bare), None)  # a held-back delta is older than this
             snapshot = self._snapshot_for(conn, topic, arg)
             if self._rnd.random() < 0.5:  # the first snapshot may arrive before the ack
                 self._send(conn, snapshot)
@@ -460,8 +464,8 @@ class Simulator:
                 conn.topics.discard(spelled)
             topic = self._topics.get(key)
             if topic is not None:
-                topic.subscribers.pop(conn.id, None)
-            conn.held.pop(key, None)
+                topic.subscribers.pop((conn.id, grouping is None), None)
+            conn.held.pop((key, grouping is None), None)
             done.append(arg)
         if done:
             self._send(conn, orjson.dumps({"event": "unsubscribe", "channel": done}))
@@ -540,17 +544,20 @@ class Simulator:
             frame = model.next_delta_frame()
             seq = model.seq
         topic.sent_seq = seq
-        for conn_id, spelled in list(topic.subscribers.items()):
+        for (conn_id, bare), spelled in list(topic.subscribers.items()):
             conn = self._conns.get(conn_id)
             if conn is None:
                 continue
             out = frame
-            if spelled.count("_") == 0 or not spelled.rsplit("_", 1)[1].isdigit():
-                # `update:SYM` is its own topic carrying the _0 chain under its own name
+            name_sent = name
+            if bare:  # `update:SYM` carries the _0 chain under its own name
+                name_sent = f"update:{topic.key[0]}"
                 out = frame.replace(
-                    f'"topic":"{name}"'.encode(), f'"topic":"{spelled}"'.encode(), 1
+                    f'"topic":"{name}"'.encode(), f'"topic":"{name_sent}"'.encode(), 1
                 )
-            self._deliver(conn, topic, name, seq, out, self._topic_faults.get(spelled, faults))
+            hold = (topic.key, bare)
+            faults_here = self._topic_faults.get(spelled, faults)
+            self._deliver(conn, hold, name_sent, seq, out, faults_here)
         if topic.l1 and top_before and (max(model.bids), min(model.asks)) != top_before:
             l1 = model.l1_frame()  # snapshotL1: when the best bid/ask changed, after the delta
             for conn_id in topic.l1:
@@ -559,7 +566,7 @@ class Simulator:
                     self._send(conn, l1)
 
     def _deliver(
-        self, conn: _Conn, topic: _Topic, name: str, seq: int, frame: bytes, faults: Faults
+        self, conn: _Conn, hold: tuple, name: str, seq: int, frame: bytes, faults: Faults
     ) -> None:
         rnd = self._rnd
         if faults.malformed and rnd.random() < faults.malformed:
@@ -575,10 +582,10 @@ class Simulator:
         if faults.drop and rnd.random() < faults.drop:
             self._inject("drop", conn.id, name, seq)
             return
-        held = conn.held.pop(topic.key, None)
+        held = conn.held.pop(hold, None)
         if faults.reorder and held is None and rnd.random() < faults.reorder:
             self._inject("reorder", conn.id, name, seq)
-            conn.held[topic.key] = frame
+            conn.held[hold] = frame
             return
         self._send(conn, frame)
         if held is not None:
