@@ -75,7 +75,17 @@ class _Conn:
 
 
 class Simulator:
-    """A local BTSE OSS server. See docs/SIMULATOR.md for the protocol and the faults."""
+    """A local BTSE OSS server, so tests and demos never depend on reaching BTSE.
+
+    `symbols` it lists (futures on /ws/oss/futures, spot on /ws/oss/spot); `rate` deltas/s
+    per subscribed topic; `seed` makes the markets and the fault draws reproducible;
+    `faults` applies to every topic (see `set_faults` for one topic); `record_sent` keeps
+    every frame sent in `sent[conn_id]`; `idle_timeout` closes silent unsubscribed
+    connections; `max_queue` frames of lag earn a 1007; `history` deltas per topic are
+    kept for `book_at`; `preload` deltas per topic are generated ahead (benchmarks).
+    Use as `async with Simulator(...) as sim`, or `await sim.start()` / `await sim.stop()`.
+    See docs/SIMULATOR.md for the protocol it speaks and the faults.
+    """
 
     def __init__(
         self,
@@ -93,6 +103,8 @@ class Simulator:
     ) -> None:
         if rate < 0:
             raise ValueError("rate must be >= 0 deltas/s per topic")
+        if not symbols:
+            raise ValueError("symbols: list at least one, e.g. ['BTC-USD', 'BTC-PERP']")
         self.host = host
         self.port = port
         self.symbols = [s.upper() for s in symbols]
@@ -189,16 +201,21 @@ class Simulator:
     def book_at(
         self, symbol: str, grouping: int, seq: int
     ) -> tuple[dict[str, str], dict[str, str]]:
-        """The true book right after `seq`: price string -> size string per side."""
+        """The true book right after `seq`: price string -> size string per side.
+        KeyError if the topic was never served or `seq` left the kept history."""
+        symbol = self._fold(symbol.upper())
         topic = self._topics.get((symbol, grouping))
         if topic is None:
             raise KeyError(f"update:{symbol}_{grouping} was never served")
         return topic.model.book_text_at(seq)
 
     def model(self, symbol: str, grouping: int = 0) -> MarketModel:
+        """The market model behind `update:SYMBOL_G` (created now if nobody asked yet)."""
         return self._topic(symbol, grouping).model
 
     def stats(self) -> dict:
+        """Counters: open and total connections, frames sent, each topic's last seqNum
+        published, and faults injected by kind."""
         kinds: dict[str, int] = {}
         for item in self.injected:
             kinds[item.kind] = kinds.get(item.kind, 0) + 1
