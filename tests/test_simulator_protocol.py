@@ -255,6 +255,9 @@ def test_cli_prints_the_url_and_serves_until_interrupted():
         [sys.executable, "-m", "recorder", "simulate", "--port", "0", "--symbols", "BTC-PERP"],
         stdout=subprocess.PIPE,
         text=True,
+        # a shell without job control starts background jobs with SIGINT ignored, and a
+        # child inherits that: give it the default so Python turns it into Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         line = proc.stdout.readline()
