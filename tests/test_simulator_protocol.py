@@ -349,3 +349,25 @@ def test_same_seed_same_market():
         assert await first_frames(4) != await first_frames(5)
 
     run(body())
+
+
+def test_deflate_only_when_enabled_and_offered():
+    from websockets.asyncio.client import connect
+
+    async def negotiated(compression, offer):
+        async with Simulator(symbols=SYMBOLS, rate=0, compression=compression) as sim:
+            ws = await connect(
+                sim.spot_url, proxy=None, compression="deflate" if offer else None
+            )
+            names = [e.name for e in ws.protocol.extensions]
+            await ws.send(subscribe("update:BTC-USD_0"))
+            snap, _ = await until(ws, lambda m: is_book(m, "snapshot"))
+            await ws.close()
+            return names
+
+    async def body():
+        assert await negotiated(None, True) == []
+        assert await negotiated("deflate", False) == []
+        assert await negotiated("deflate", True) == ["permessage-deflate"]
+
+    run(body())

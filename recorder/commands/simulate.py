@@ -31,6 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=20_000,
         help="deltas kept per topic for the true book (~0.7 KB each)",
     )
+    parser.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        help="deltas generated ahead per topic on its first subscribe (load tests)",
+    )
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="negotiate permessage-deflate when a client offers it (as BTSE does)",
+    )
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
 
 
@@ -56,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             faults=faults,
             idle_timeout=args.idle_timeout,
-            history=args.history,
+            history=max(args.history, args.preload + 1_000),
+            preload=args.preload,
+            compression="deflate" if args.deflate else None,
         )
         try:
             await sim.start()
