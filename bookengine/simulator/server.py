@@ -503,7 +503,9 @@ class Simulator:
         key = (symbol, grouping)
         topic = self._topics.get(key)
         if topic is None:
-            model = MarketModel(symbol, seed=self.seed, grouping=grouping, history=self.history)
+            # the preloaded deltas must stay in the history: snapshots are cut from it
+            history = max(self.history, self.preload + 2_000)
+            model = MarketModel(symbol, seed=self.seed, grouping=grouping, history=history)
             model.clock_step = (0, 0)  # the ticker stamps the wall clock
             model.timestamp = time.time_ns() // 1_000_000
             topic = self._topics[key] = _Topic(key, model, sent_seq=model.seq)

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             faults=faults,
             idle_timeout=args.idle_timeout,
-            history=max(args.history, args.preload + 1_000),
+            history=args.history,
             preload=args.preload,
             compression="deflate" if args.deflate else None,
         )
