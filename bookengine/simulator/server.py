@@ -504,7 +504,7 @@ class Simulator:
         topic = self._topics.get(key)
         if topic is None:
             # the preloaded deltas must stay in the history: snapshots are cut from it
-            history = max(self.history, self.preload + 2_000)
+            history = max(self.history, self.preload + 2_000) if self.preload else self.history
             model = MarketModel(symbol, seed=self.seed, grouping=grouping, history=history)
             model.clock_step = (0, 0)  # the ticker stamps the wall clock
             model.timestamp = time.time_ns() // 1_000_000
