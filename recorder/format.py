@@ -1,17 +1,21 @@
 """The recording format: what one file holds, byte for byte. docs/FORMAT.md is the spec.
 
 A file is a sequence of independent zstd frames ("blocks"), each preceded by a zstd
-*skippable frame* describing it, and closed, when finalised, by a skippable footer:
+*skippable frame* describing it; a finalised file ends with a footer, a block index and a
+fixed-size trailer, all skippable frames too:
 
-    [skippable: block header][zstd frame: records]  [skippable: block header][zstd ...] ...
-    [skippable: footer]                                   (only in a finalised file)
+    [skip: block header][zstd frame: records]  [skip: block header][zstd frame] ...
+    [skip: footer JSON][skip: block index][skip: trailer]      (only in a finalised file)
 
-`zstdcat FILE` prints every record (skippable frames are ignored by zstd tools); a reader
-hops from block header to block header without decompressing to seek by time; a file cut
-at any byte is readable up to its last complete block.
+Why this layout:
+- `zstdcat FILE` prints every record (zstd tools ignore skippable frames);
+- a file cut at any byte is readable up to its last complete block (blocks are
+  independent zstd frames, each announced by a header carrying its compressed size);
+- a reader seeks by time without decompressing: from the trailer (one read from the end)
+  to the index in a finalised file, or by hopping header to header in a cut one.
 
 Inside a block, one record per line: `KIND ARRIVAL_NS CONN LEN PAYLOAD\\n`, where PAYLOAD
-is exactly LEN bytes (so raw frames with any bytes, newlines included, round-trip).
+is exactly LEN bytes, so raw frames with any bytes (newlines, NULs, junk) round-trip.
 """
 
 from __future__ import annotations
@@ -45,63 +49,94 @@ KINDS = {
     LOSS: "loss",
     CHECKPOINT: "checkpoint",
 }
+NO_CONN = -1  # conn_id of records that belong to no connection (header, status, loss...)
 
-# zstd skippable frames: magic 0x184D2A50..5F (little endian), u32 size, then data.
+# zstd skippable frames: u32 magic 0x184D2A50..5F (little endian), u32 size, then data.
 SKIPPABLE_MAGIC = 0x184D2A5B
 _SKIP = struct.Struct("<II")
+SKIP_HEAD = _SKIP.size  # 8
 BLOCK_TAG = b"BEBK"
 FOOTER_TAG = b"BEFT"
-# block header: tag, compressed size, raw size, records, frames, first ns, last ns
+INDEX_TAG = b"BEIX"
+TRAILER_TAG = b"BEND"
+# block header: tag, compressed size, raw size, records, frames, min ns, max ns
 _BLOCK = struct.Struct("<4sIIIIqq")
+BLOCK_HEAD = SKIP_HEAD + _BLOCK.size  # bytes from a block header's start to its zstd frame
+# index entry: offset of the block header, then the block header's fields
+_INDEX = struct.Struct("<QIIIIqq")
+# trailer: tag, offset of the footer frame, offset of the index frame
+_TRAILER = struct.Struct("<4sQQ")
+TRAILER_SIZE = SKIP_HEAD + _TRAILER.size  # 28: the last bytes of a finalised file
 
 
 class Record(NamedTuple):
+    """One record. A 4-tuple on purpose: `for kind, ns, conn, payload in records` is the
+    fastest way to consume a recording."""
+
     kind: bytes  # one of KINDS
-    arrival_ns: int
-    conn_id: int
+    arrival_ns: int  # wall-clock ns, stamped once at receive (or when the event happened)
+    conn_id: int  # connection slot; NO_CONN for file-level records
     payload: bytes
+
+    @property
+    def kind_name(self) -> str:
+        return KINDS.get(self.kind, "unknown")
 
 
 class BlockInfo(NamedTuple):
+    """A block as its header (or the index) describes it; no decompression needed."""
+
     offset: int  # of the block's skippable header in the file
-    compressed: int
-    raw: int
+    compressed: int  # bytes of the zstd frame after the header
+    raw: int  # decompressed bytes
     records: int
-    frames: int
-    first_ns: int
-    last_ns: int
+    frames: int  # records of kind FRAME
+    first_ns: int  # earliest arrival_ns in the block (the first one unless the clock stepped)
+    last_ns: int  # latest arrival_ns in the block
+
+    @property
+    def end(self) -> int:
+        """Offset just past this block's zstd frame."""
+        return self.offset + BLOCK_HEAD + self.compressed
 
 
 def encode_record(kind: bytes, arrival_ns: int, conn_id: int, payload: bytes) -> bytes:
+    """One record line. The explicit length makes any payload bytes safe."""
     return b"%s %d %d %d %s\n" % (kind, arrival_ns, conn_id, len(payload), payload)
 
 
 def decode_records(block: bytes) -> list[Record]:
     """Split a decompressed block into records; ValueError if it is not well formed."""
     records = []
+    append = records.append
+    find = block.find
     pos, end = 0, len(block)
-    while pos < end:
-        head_end = pos
-        for _ in range(4):  # KIND ARRIVAL CONN LEN, each followed by one space
-            head_end = block.index(b" ", head_end) + 1
-        kind, arrival, conn, length = block[pos : head_end - 1].split(b" ")
-        size = int(length)
-        payload = block[head_end : head_end + size]
-        if len(payload) != size or block[head_end + size : head_end + size + 1] != b"\n":
-            raise ValueError(f"record at byte {pos} is cut or malformed")
-        records.append(Record(kind, int(arrival), int(conn), payload))
-        pos = head_end + size + 1
+    try:
+        while pos < end:
+            a = find(b" ", pos)
+            b = find(b" ", a + 1)
+            c = find(b" ", b + 1)
+            d = find(b" ", c + 1)
+            if d < 0 or a - pos != 1:
+                raise ValueError
+            size = int(block[c + 1 : d])
+            stop = d + 1 + size
+            if size < 0 or stop >= end or block[stop] != 10:  # 10: b"\n"
+                raise ValueError
+            append(
+                Record(
+                    block[pos:a], int(block[a + 1 : b]), int(block[b + 1 : c]), block[d + 1 : stop]
+                )
+            )
+            pos = stop + 1
+    except ValueError:
+        raise ValueError(f"record at byte {pos} of the block is cut or malformed") from None
     return records
 
 
 def skippable(data: bytes) -> bytes:
+    """`data` wrapped in a zstd skippable frame (ignored by zstd tools)."""
     return _SKIP.pack(SKIPPABLE_MAGIC, len(data)) + data
-
-
-def block_header(
-    compressed: int, raw: int, records: int, frames: int, first: int, last: int
-) -> bytes:
-    return skippable(_BLOCK.pack(BLOCK_TAG, compressed, raw, records, frames, first, last))
 
 
 def parse_skippable_head(head: bytes) -> int | None:
@@ -110,8 +145,40 @@ def parse_skippable_head(head: bytes) -> int | None:
     return size if 0x184D2A50 <= magic <= 0x184D2A5F else None
 
 
+def block_header(
+    compressed: int, raw: int, records: int, frames: int, first: int, last: int
+) -> bytes:
+    return skippable(_BLOCK.pack(BLOCK_TAG, compressed, raw, records, frames, first, last))
+
+
 def parse_block_header(data: bytes, offset: int) -> BlockInfo | None:
+    """The block described by a skippable frame's data, or None if it is not a header."""
     if len(data) != _BLOCK.size or data[:4] != BLOCK_TAG:
         return None
     _, compressed, raw, records, frames, first, last = _BLOCK.unpack(data)
     return BlockInfo(offset, compressed, raw, records, frames, first, last)
+
+
+def index_frame(blocks: list[BlockInfo]) -> bytes:
+    """The block index of a finalised file: one fixed-size entry per block, in order."""
+    return skippable(INDEX_TAG + b"".join(_INDEX.pack(*b) for b in blocks))
+
+
+def parse_index(data: bytes) -> list[BlockInfo] | None:
+    """Blocks from an index frame's data, or None if it is not a well-formed index."""
+    if data[:4] != INDEX_TAG or (len(data) - 4) % _INDEX.size:
+        return None
+    return [BlockInfo(*entry) for entry in _INDEX.iter_unpack(data[4:])]
+
+
+def trailer(footer_offset: int, index_offset: int) -> bytes:
+    """The last TRAILER_SIZE bytes of a finalised file: where its footer and index start."""
+    return skippable(_TRAILER.pack(TRAILER_TAG, footer_offset, index_offset))
+
+
+def parse_trailer(data: bytes) -> tuple[int, int] | None:
+    """(footer offset, index offset) from a file's last TRAILER_SIZE bytes, else None."""
+    if len(data) != TRAILER_SIZE or parse_skippable_head(data[:SKIP_HEAD]) != _TRAILER.size:
+        return None
+    tag, footer_offset, index_offset = _TRAILER.unpack(data[SKIP_HEAD:])
+    return (footer_offset, index_offset) if tag == TRAILER_TAG else None

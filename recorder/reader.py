@@ -1,20 +1,28 @@
 """Reading recordings: finalised or cut at any byte, one file, many, or a directory.
 
-    for record in iter_records(["recordings/"], start_ns=..., end_ns=...):
+    for kind, arrival_ns, conn_id, payload in iter_records(["recordings/"], start_ns=t0):
         ...
 
-Seeking never decompresses what it skips: every block is preceded by a small header
-(zstd skippable frame) with its compressed size and time range, so a reader hops from
-header to header. A file cut by a crash yields every complete block and then stops,
-reporting where it was cut; it never raises for a cut tail.
+    reader = RecordingReader(["recordings/"])
+    for record in reader: ...
+    reader.truncated        # the files that were cut (crash, disk full), with the reason
+
+Seeking never decompresses what it skips. A finalised file ends with a trailer pointing
+at a block index (one read from the end); a cut file is walked header to header (every
+block is preceded by a small skippable frame with its compressed size and time range).
+A cut file yields every complete block and then stops, reporting where it was cut; a
+cut tail never raises. A block that is complete but does not decode (bit rot, foreign
+bytes) raises `CorruptBlock` naming the file and offset: that is damage, not a crash.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 import zstandard
@@ -22,28 +30,45 @@ import zstandard
 from recorder import format as fmt
 from recorder.format import BlockInfo, Record
 
+log = logging.getLogger(__name__)
+
+
+class CorruptBlock(ValueError):
+    """A complete block that does not decode: the file is damaged (not merely cut)."""
+
 
 @dataclass
 class FileScan:
-    """What a file holds, from its block headers alone (no decompression)."""
+    """What a file holds, from its index or block headers alone (no decompression)."""
 
     path: Path
     blocks: list[BlockInfo] = field(default_factory=list)
     footer: dict | None = None
     problem: str | None = None  # why the scan stopped early: cut tail or foreign bytes
     size: int = 0
+    indexed: bool = False  # the blocks came from the finalised file's index
 
     @property
     def finalised(self) -> bool:
         return self.footer is not None and self.problem is None
 
     @property
+    def truncated(self) -> bool:
+        """Cut (crash, disk full) or damaged: only a prefix of the session is here."""
+        return not self.finalised
+
+    @property
     def first_ns(self) -> int | None:
-        return self.blocks[0].first_ns if self.blocks else None
+        return min((b.first_ns for b in self.blocks), default=None)
 
     @property
     def last_ns(self) -> int | None:
-        return self.blocks[-1].last_ns if self.blocks else None
+        return max((b.last_ns for b in self.blocks), default=None)
+
+    @property
+    def complete_bytes(self) -> int:
+        """Bytes up to the end of the last complete block."""
+        return self.blocks[-1].end if self.blocks else 0
 
 
 def recording_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -52,7 +77,7 @@ def recording_files(paths: Iterable[str | Path]) -> list[Path]:
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            found = [p for p in path.iterdir() if _is_recording(p.name)]
+            found = [p for p in path.iterdir() if _is_recording(p.name) and p.is_file()]
             files.extend(sorted(found, key=_sort_key))
         elif path.exists():
             files.append(path)
@@ -80,53 +105,119 @@ def _sort_key(path: Path) -> str:
     return path.name.removesuffix(fmt.PARTIAL)
 
 
-def scan(path: str | Path) -> FileScan:
-    """Walk the block headers of one file."""
-    result = FileScan(Path(path))
+def scan(path: str | Path, *, use_index: bool = True) -> FileScan:
+    """The blocks of one file: from its index if it is finalised (and `use_index`), else
+    by hopping from block header to block header."""
     with open(path, "rb") as f:
-        result.size = size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            result.problem = "empty file (cut before its first block)"
-        offset = 0
-        while offset < size:
-            head = f.read(8)
-            if len(head) < 8:
-                result.problem = f"cut at byte {offset} (inside a block header)"
-                break
-            data_size = fmt.parse_skippable_head(head)
-            if data_size is None:
-                result.problem = f"unexpected bytes at offset {offset}: not a recording block"
-                break
-            data = f.read(data_size)
-            if len(data) < data_size:
-                result.problem = f"cut at byte {offset} (inside a block header)"
-                break
-            if data.startswith(fmt.FOOTER_TAG):
-                try:
-                    result.footer = orjson.loads(data[len(fmt.FOOTER_TAG) :])
-                except orjson.JSONDecodeError:
-                    result.problem = f"unreadable footer at offset {offset}"
-                offset += 8 + data_size
-                continue
-            info = fmt.parse_block_header(data, offset)
-            if info is None:
-                offset += 8 + data_size  # someone else's skippable frame: skip it
-                continue
-            end = offset + 8 + data_size + info.compressed
-            if end > size:
-                result.problem = f"cut at byte {size} (block at offset {offset} is incomplete)"
-                break
-            result.blocks.append(info)
-            f.seek(end)
-            offset = end
+        size = os.fstat(f.fileno()).st_size
+        if use_index:
+            result = _scan_index(f, size, Path(path))
+            if result is not None:
+                return result
+        return _scan_headers(f, size, Path(path))
+
+
+def _read_skippable(f: BinaryIO, offset: int, limit: int) -> bytes | None:
+    """The data of the skippable frame at `offset`, if one ends by `limit`."""
+    f.seek(offset)
+    head = f.read(fmt.SKIP_HEAD)
+    if len(head) < fmt.SKIP_HEAD:
+        return None
+    size = fmt.parse_skippable_head(head)
+    if size is None or offset + fmt.SKIP_HEAD + size > limit:
+        return None
+    data = f.read(size)
+    return data if len(data) == size else None
+
+
+def _scan_index(f: BinaryIO, size: int, path: Path) -> FileScan | None:
+    """The fast path for finalised files; None (fall back to the walk) unless the
+    trailer, footer and index are all present and agree with each other."""
+    if size < fmt.TRAILER_SIZE:
+        return None
+    f.seek(size - fmt.TRAILER_SIZE)
+    where = fmt.parse_trailer(f.read(fmt.TRAILER_SIZE))
+    if where is None:
+        return None
+    footer_offset, index_offset = where
+    footer_data = _read_skippable(f, footer_offset, index_offset)
+    index_data = _read_skippable(f, index_offset, size - fmt.TRAILER_SIZE)
+    if footer_data is None or index_data is None or not footer_data.startswith(fmt.FOOTER_TAG):
+        return None
+    if index_offset + fmt.SKIP_HEAD + len(index_data) != size - fmt.TRAILER_SIZE:
+        return None
+    blocks = fmt.parse_index(index_data)
+    if blocks is None:
+        return None
+    expected = 0
+    for block in blocks:  # contiguous blocks from byte 0 up to the footer
+        if block.offset != expected:
+            return None
+        expected = block.end
+    if expected != footer_offset:
+        return None
+    try:
+        footer = orjson.loads(footer_data[len(fmt.FOOTER_TAG) :])
+    except orjson.JSONDecodeError:
+        return None
+    return FileScan(path, blocks, footer, None, size, indexed=True)
+
+
+def _scan_headers(f: BinaryIO, size: int, path: Path) -> FileScan:
+    result = FileScan(path, size=size)
+    if size == 0:
+        result.problem = "empty file (cut before its first block)"
+    f.seek(0)
+    offset = 0
+    while offset < size:
+        head = f.read(fmt.SKIP_HEAD)
+        if len(head) < fmt.SKIP_HEAD:
+            result.problem = f"cut at byte {size} (inside the header at offset {offset})"
+            break
+        data_size = fmt.parse_skippable_head(head)
+        if data_size is None:
+            result.problem = f"unexpected bytes at offset {offset}: not a recording block"
+            break
+        data = f.read(data_size)
+        if len(data) < data_size:
+            result.problem = f"cut at byte {size} (inside the header at offset {offset})"
+            break
+        if data.startswith(fmt.FOOTER_TAG):
+            try:
+                result.footer = orjson.loads(data[len(fmt.FOOTER_TAG) :])
+            except orjson.JSONDecodeError:
+                result.problem = f"unreadable footer at offset {offset}"
+            offset += fmt.SKIP_HEAD + data_size
+            continue
+        info = fmt.parse_block_header(data, offset)
+        if info is None:
+            offset += fmt.SKIP_HEAD + data_size  # index, trailer, someone else's: skip
+            continue
+        if info.end > size:
+            result.problem = f"cut at byte {size} (the block at offset {offset} is incomplete)"
+            break
+        result.blocks.append(info)
+        f.seek(info.end)
+        offset = info.end
     return result
 
 
-def read_block(f, info: BlockInfo) -> list[Record]:  # noqa: ANN001
-    f.seek(info.offset + 8 + fmt._BLOCK.size)
+def read_block(
+    f: BinaryIO, info: BlockInfo, decompressor: zstandard.ZstdDecompressor | None = None
+) -> list[Record]:
+    """Decode one block; CorruptBlock if it does not decode to what its header says."""
+    f.seek(info.offset + fmt.BLOCK_HEAD)
     compressed = f.read(info.compressed)
-    raw = zstandard.ZstdDecompressor().decompress(compressed, max_output_size=info.raw)
-    return fmt.decode_records(raw)
+    try:
+        raw = (decompressor or zstandard.ZstdDecompressor()).decompress(
+            compressed, max_output_size=info.raw
+        )
+        if len(raw) != info.raw:
+            raise ValueError(f"{len(raw)} bytes, the header says {info.raw}")
+        return fmt.decode_records(raw)
+    except (zstandard.ZstdError, ValueError) as exc:
+        name = getattr(f, "name", "?")
+        raise CorruptBlock(f"{name}: block at offset {info.offset} is damaged: {exc}") from None
 
 
 def iter_file(
@@ -135,33 +226,87 @@ def iter_file(
     end_ns: int | None = None,
     scanned: FileScan | None = None,
 ) -> Iterator[Record]:
-    """Records of one file in order, from `start_ns` (blocks before it are skipped unread)."""
+    """Records of one file in order, with `start_ns <= arrival_ns <= end_ns` (either
+    bound optional); blocks wholly outside the range are skipped unread."""
     info = scanned or scan(path)
+    decompressor = zstandard.ZstdDecompressor()
     with open(path, "rb") as f:
         for block in info.blocks:
             if start_ns is not None and block.last_ns < start_ns:
                 continue
             if end_ns is not None and block.first_ns > end_ns:
-                return
-            for record in read_block(f, block):
-                if start_ns is not None and record.arrival_ns < start_ns:
-                    continue
-                if end_ns is not None and record.arrival_ns > end_ns:
-                    return
-                yield record
+                continue
+            records = read_block(f, block, decompressor)
+            if (start_ns is None or block.first_ns >= start_ns) and (
+                end_ns is None or block.last_ns <= end_ns
+            ):
+                yield from records
+                continue
+            lo = start_ns if start_ns is not None else block.first_ns
+            hi = end_ns if end_ns is not None else block.last_ns
+            for record in records:
+                if lo <= record.arrival_ns <= hi:
+                    yield record
+
+
+class RecordingReader:
+    """Records of many files (directories expanded, rotated files in name = time order),
+    optionally limited to `[start_ns, end_ns]`; files outside the range are not decoded.
+
+    After iterating, `scans` holds what was learnt per file and `truncated` the files
+    that were cut; each cut file is also logged once as a warning.
+    """
+
+    def __init__(
+        self,
+        paths: Iterable[str | Path] | str | Path,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> None:
+        if isinstance(paths, str | Path):
+            paths = [paths]
+        self.files = recording_files(paths)
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.scans: dict[Path, FileScan] = {}
+
+    def scan_all(self) -> list[FileScan]:
+        """Scan every file (cheap: headers or index only)."""
+        return [self._scan(path) for path in self.files]
+
+    def _scan(self, path: Path) -> FileScan:
+        if path not in self.scans:
+            info = self.scans[path] = scan(path)
+            if info.problem:
+                log.warning(
+                    "%s: %s; reading its %d complete blocks", path, info.problem, len(info.blocks)
+                )
+        return self.scans[path]
+
+    @property
+    def truncated(self) -> list[FileScan]:
+        return [s for s in self.scans.values() if s.truncated]
+
+    def __iter__(self) -> Iterator[Record]:
+        start, end = self.start_ns, self.end_ns
+        for path in self.files:
+            info = self._scan(path)
+            if not info.blocks:
+                continue
+            if start is not None and info.last_ns < start:
+                continue
+            if end is not None and info.first_ns > end:
+                continue
+            yield from iter_file(path, start, end, info)
 
 
 def iter_records(
-    paths: Iterable[str | Path], start_ns: int | None = None, end_ns: int | None = None
+    paths: Iterable[str | Path] | str | Path,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
 ) -> Iterator[Record]:
-    """Records of many files (directories expanded, rotated files in order)."""
-    for path in recording_files(paths):
-        info = scan(path)
-        if end_ns is not None and info.first_ns is not None and info.first_ns > end_ns:
-            return
-        if start_ns is not None and info.last_ns is not None and info.last_ns < start_ns:
-            continue
-        yield from iter_file(path, start_ns, end_ns, info)
+    """Records of many files in order (see RecordingReader)."""
+    return iter(RecordingReader(paths, start_ns, end_ns))
 
 
 def frame_topic(raw: bytes) -> str | None:
@@ -176,6 +321,8 @@ def frame_topic(raw: bytes) -> str | None:
 
 @dataclass
 class FileSummary:
+    """What `btse-recorder info` prints for one file."""
+
     path: Path
     header: dict | None
     finalised: bool
@@ -188,13 +335,21 @@ class FileSummary:
     frames_per_topic: dict[str, int]
     gaps: int
     resyncs: int
-    losses: int
-    compressed_bytes: int
-    raw_bytes: int
+    losses: int  # records the recorder lost (sum of loss records' counts)
+    compressed_bytes: int  # the file's size
+    raw_bytes: int  # decompressed record bytes
+    frame_bytes: int = 0  # raw frame payload bytes, as received
+    holes: int = 0  # loss records
+    footer: dict | None = None
+    size: int = 0
 
     @property
     def ratio(self) -> float:
         return self.raw_bytes / self.compressed_bytes if self.compressed_bytes else 0.0
+
+    @property
+    def truncated(self) -> bool:
+        return not self.finalised
 
 
 def summarize(path: str | Path) -> FileSummary:
@@ -203,13 +358,14 @@ def summarize(path: str | Path) -> FileSummary:
     kinds: dict[str, int] = {}
     topics: dict[str, int] = {}
     header = None
-    gaps = resyncs = losses = 0
+    gaps = resyncs = losses = holes = frame_bytes = 0
     for record in iter_file(path, scanned=info):
         name = fmt.KINDS.get(record.kind, "unknown")
         kinds[name] = kinds.get(name, 0) + 1
         if record.kind == fmt.FRAME:
             topic = frame_topic(record.payload) or "(no topic)"
             topics[topic] = topics.get(topic, 0) + 1
+            frame_bytes += len(record.payload)
         elif record.kind == fmt.HEADER and header is None:
             header = orjson.loads(record.payload)
         elif record.kind == fmt.STATUS:
@@ -218,6 +374,7 @@ def summarize(path: str | Path) -> FileSummary:
             resyncs += status.get("status") == "out_of_sync"
         elif record.kind == fmt.LOSS:
             losses += orjson.loads(record.payload).get("count", 0)
+            holes += 1
     return FileSummary(
         path=Path(path),
         header=header,
@@ -234,4 +391,8 @@ def summarize(path: str | Path) -> FileSummary:
         losses=losses,
         compressed_bytes=info.size,
         raw_bytes=sum(b.raw for b in info.blocks),
+        frame_bytes=frame_bytes,
+        holes=holes,
+        footer=info.footer,
+        size=info.size,
     )

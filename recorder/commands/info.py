@@ -1,4 +1,9 @@
-"""`btse-recorder info`: what a recording holds."""
+"""`btse-recorder info`: what a recording holds.
+
+Exit status 1 if a file is damaged (a complete block does not decode) or the recorder
+marked a hole in it (`loss` records); a file cut by a crash is described, not failed
+(`verify` fails it).
+"""
 
 from __future__ import annotations
 
@@ -15,36 +20,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _when(ns: int | None) -> str:
     if ns is None:
         return "-"
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    seconds, rest = divmod(ns, 1_000_000_000)
+    when = datetime.fromtimestamp(seconds, UTC)
+    return f"{when:%Y-%m-%d %H:%M:%S}.{rest // 1_000_000:03d}Z"
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.reader import recording_files_or_exit, summarize
+    from recorder.reader import CorruptBlock, recording_files_or_exit, summarize
 
     files = recording_files_or_exit(args.paths, "info")
     status = 0
+    totals = {"frames": 0, "compressed": 0, "raw": 0, "gaps": 0, "resyncs": 0, "lost": 0}
     for path in files:
         try:
             s = summarize(path)
-        except Exception as exc:  # a damaged block: say so, go on with the next file
+        except (CorruptBlock, OSError) as exc:  # say so, go on with the next file
             print(f"{path}: unreadable: {exc}")
             status = 1
             continue
-        state = "finalised" if s.finalised else f"NOT finalised ({s.problem or 'no footer'})"
-        span = (s.last_ns - s.first_ns) / 1e9 if s.first_ns and s.last_ns else 0.0
+        if s.finalised:
+            state = f"finalised ({(s.footer or {}).get('finalised_by', 'footer')})"
+        else:
+            state = f"NOT finalised, truncated: {s.problem or 'no footer'}"
+        span = (s.last_ns - s.first_ns) / 1e9 if s.blocks else 0.0
         header = s.header or {}
+        frames = s.kinds.get("frame", 0)
         print(f"{path}")
-        print(f"  {state}; {s.blocks} blocks, {s.records:,} records")
+        print(f"  {state}; {s.blocks:,} blocks, {s.records:,} records, {frames:,} frames")
         print(f"  from {_when(s.first_ns)} to {_when(s.last_ns)} ({span:,.1f}s)")
-        source = f"{header.get('url', '?')}  {header.get('library', '')}"
-        print(f"  source {source}  host {header.get('host', '?')}")
+        symbols = ",".join(header.get("symbols") or []) or "?"
+        print(
+            f"  source {header.get('url', '?')}  symbols {symbols}  "
+            f"{header.get('library', '')}  host {header.get('host', '?')}"
+        )
         print(
             f"  {s.compressed_bytes:,} bytes on disk, {s.raw_bytes:,} raw (x{s.ratio:.1f}); "
-            f"gaps {s.gaps}, resyncs {s.resyncs}, lost {s.losses}"
+            f"gaps {s.gaps}, resyncs {s.resyncs}, lost {s.losses} in {s.holes} hole(s)"
         )
         print(f"  records: {', '.join(f'{k} {v:,}' for k, v in sorted(s.kinds.items()))}")
         for topic, count in sorted(s.frames_per_topic.items()):
             print(f"    {topic:<28} {count:>10,} frames")
         if s.losses:
             status = max(status, 1)
+        totals["frames"] += frames
+        totals["compressed"] += s.compressed_bytes
+        totals["raw"] += s.raw_bytes
+        totals["gaps"] += s.gaps
+        totals["resyncs"] += s.resyncs
+        totals["lost"] += s.losses
+    if len(files) > 1:
+        ratio = totals["raw"] / totals["compressed"] if totals["compressed"] else 0.0
+        print(
+            f"{len(files)} files: {totals['frames']:,} frames, {totals['compressed']:,} bytes "
+            f"(x{ratio:.1f}); gaps {totals['gaps']}, resyncs {totals['resyncs']}, "
+            f"lost {totals['lost']}"
+        )
     return status

@@ -1,57 +1,87 @@
-"""`btse-recorder verify`: check that recordings are intact."""
+"""`btse-recorder verify`: check that recordings are intact.
+
+A file passes when it is finalised (footer, index, trailer), its index agrees with a
+header-by-header walk, every block decodes to what its header says, the footer's counts
+agree with the blocks, and it starts with a header record of a known format version.
+Holes the recorder marked (`loss` records) and clock steps are reported as notes: the
+file is intact, the session was not.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "check recordings: every block decodes, counts and times agree, files are finalised"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="recording files or directories")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print failures only")
 
 
-def verify_file(path) -> list[str]:  # noqa: ANN001
-    """Problems found in one file (an empty list: intact and finalised)."""
+def verify_file(path: str | Path) -> tuple[list[str], list[str]]:
+    """(problems, notes) for one file; no problems means intact and finalised."""
     import orjson
+    import zstandard
 
     from recorder import format as fmt
-    from recorder.reader import read_block, scan
+    from recorder.reader import CorruptBlock, read_block, scan
 
     problems: list[str] = []
-    info = scan(path)
-    if info.problem:
-        problems.append(info.problem)
-    elif info.footer is None:
-        problems.append("no footer: the file was not finalised (crash or still being written)")
-    if not info.blocks:
+    notes: list[str] = []
+    walked = scan(path, use_index=False)
+    if walked.problem:
+        problems.append(
+            f"not finalised, truncated: {walked.problem} "
+            f"(readable up to byte {walked.complete_bytes})"
+        )
+    elif walked.footer is None:
+        problems.append("not finalised: no footer (crash, or still being written)")
+    else:
+        indexed = scan(path)
+        if not indexed.indexed:
+            problems.append("finalised, but the trailer/index is missing or inconsistent")
+        elif indexed.blocks != walked.blocks:
+            problems.append("the index disagrees with the block headers")
+    if not walked.blocks:
         problems.append("no complete block")
-        return problems
+        return problems, notes
+    decompressor = zstandard.ZstdDecompressor()
+    kinds: dict[str, int] = {}
     last = None
+    stepped_back = 0
     with open(path, "rb") as f:
-        for n, block in enumerate(info.blocks):
+        for n, block in enumerate(walked.blocks):
             try:
-                records = read_block(f, block)
-            except Exception as exc:
-                problems.append(f"block {n} at offset {block.offset}: cannot decode: {exc}")
+                records = read_block(f, block, decompressor)
+            except CorruptBlock as exc:
+                problems.append(f"block {n}: {exc}")
                 continue
             frames = sum(r.kind == fmt.FRAME for r in records)
             if len(records) != block.records or frames != block.frames:
                 problems.append(
-                    f"block {n}: header says {block.records} records, holds {len(records)}"
+                    f"block {n}: header says {block.records} records ({block.frames} frames), "
+                    f"holds {len(records)} ({frames})"
                 )
-            if records and (
-                records[0].arrival_ns != block.first_ns or records[-1].arrival_ns != block.last_ns
-            ):
+            stamps = [r.arrival_ns for r in records]
+            if stamps and (min(stamps) != block.first_ns or max(stamps) != block.last_ns):
                 problems.append(f"block {n}: time range differs from its header")
             for r in records:
-                if r.kind not in fmt.KINDS:
+                name = fmt.KINDS.get(r.kind)
+                if name is None:
                     problems.append(f"block {n}: unknown record kind {r.kind!r}")
                     break
+                kinds[name] = kinds.get(name, 0) + 1
                 if last is not None and r.arrival_ns < last:
-                    problems.append(f"block {n}: time goes backwards at {r.arrival_ns}")
-                    break
+                    stepped_back += 1
                 last = r.arrival_ns
+                if r.kind == fmt.LOSS:
+                    hole = orjson.loads(r.payload)
+                    notes.append(
+                        f"hole: {hole['count']} records lost between {hole['first_ns']} "
+                        f"and {hole['last_ns']} ns"
+                    )
             if n == 0:
                 if not records or records[0].kind != fmt.HEADER:
                     problems.append("the first record is not a header")
@@ -64,7 +94,21 @@ def verify_file(path) -> list[str]:  # noqa: ANN001
                         problems.append(
                             f"unknown format {header.get('format')} v{header.get('version')}"
                         )
-    return problems
+    if stepped_back:
+        notes.append(f"arrival time steps back {stepped_back} time(s) (wall clock adjusted?)")
+    footer = walked.footer
+    if footer is not None and not walked.problem:
+        expect = {
+            "blocks": len(walked.blocks),
+            "records": sum(b.records for b in walked.blocks),
+            "raw_bytes": sum(b.raw for b in walked.blocks),
+        }
+        for key, value in expect.items():
+            if key in footer and footer[key] != value:
+                problems.append(f"footer says {key} {footer[key]}, the blocks hold {value}")
+        if "kinds" in footer and footer["kinds"] != kinds:
+            problems.append(f"footer counts {footer['kinds']}, the blocks hold {kinds}")
+    return problems, notes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,10 +117,18 @@ def run(args: argparse.Namespace) -> int:
     files = recording_files_or_exit(args.paths, "verify")
     bad = 0
     for path in files:
-        problems = verify_file(path)
-        print(f"{'OK  ' if not problems else 'FAIL'} {path}")
-        for problem in problems:
-            print(f"     {problem}")
+        try:
+            problems, notes = verify_file(path)
+        except OSError as exc:
+            problems, notes = [f"cannot read: {exc.strerror or exc}"], []
+        if problems or not args.quiet:
+            print(f"{'OK  ' if not problems else 'FAIL'} {path}")
+            for problem in problems:
+                print(f"     {problem}")
+            for note in notes[:20]:
+                print(f"     note: {note}")
+            if len(notes) > 20:
+                print(f"     note: ... and {len(notes) - 20} more")
         bad += bool(problems)
     print(f"{len(files) - bad} of {len(files)} file(s) intact")
     return 1 if bad else 0
