@@ -47,6 +47,7 @@ class FileScan:
     problem: str | None = None  # why the scan stopped early: cut tail or foreign bytes
     size: int = 0
     indexed: bool = False  # the blocks came from the finalised file's index
+    trailer: bool = False  # a trailer frame was seen (the walk)
 
     @property
     def finalised(self) -> bool:
@@ -160,7 +161,7 @@ def _scan_index(f: BinaryIO, size: int, path: Path) -> FileScan | None:
         footer = orjson.loads(footer_data[len(fmt.FOOTER_TAG) :])
     except orjson.JSONDecodeError:
         return None
-    return FileScan(path, blocks, footer, None, size, indexed=True)
+    return FileScan(path, blocks, footer, None, size, indexed=True, trailer=True)
 
 
 def _scan_headers(f: BinaryIO, size: int, path: Path) -> FileScan:
@@ -189,6 +190,8 @@ def _scan_headers(f: BinaryIO, size: int, path: Path) -> FileScan:
                 result.problem = f"unreadable footer at offset {offset}"
             offset += fmt.SKIP_HEAD + data_size
             continue
+        if data.startswith(fmt.TRAILER_TAG):
+            result.trailer = True
         info = fmt.parse_block_header(data, offset)
         if info is None:
             offset += fmt.SKIP_HEAD + data_size  # index, trailer, someone else's: skip
@@ -199,6 +202,9 @@ def _scan_headers(f: BinaryIO, size: int, path: Path) -> FileScan:
         result.blocks.append(info)
         f.seek(info.end)
         offset = info.end
+    if result.footer is not None and not result.problem and not result.trailer:
+        if result.footer.get("indexed"):  # what follows the footer was cut off
+            result.problem = f"cut at byte {size} (after the footer, before the trailer)"
     return result
 
 

@@ -388,6 +388,7 @@ class RecordingWriter(_RecordMethods):
             "kinds": {fmt.KINDS.get(k, k.decode()): n for k, n in sorted(self._kinds.items())},
             "finalised_ns": time.time_ns(),
             "finalised_by": why,
+            "indexed": True,  # an index and a trailer follow this footer
         }
         footer_offset = self._file_bytes
         self._write(fmt.skippable(fmt.FOOTER_TAG + orjson.dumps(footer)))
