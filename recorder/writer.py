@@ -191,7 +191,9 @@ class RecordingWriter(_RecordMethods):
         self.fsync_s = fsync_s
         self.level = level
         self.prefix = prefix
-        self._compressor = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        self._compressor = zstandard.ZstdCompressor(
+            level=level, write_content_size=True, write_checksum=True
+        )
         self._file = None
         self._path: Path | None = None
         self._buffer: list[bytes] = []
