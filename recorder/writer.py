@@ -217,6 +217,7 @@ class RecordingWriter(_RecordMethods):
         self.raw_bytes = 0
         self.compressed_bytes = 0
         self.closed = False
+        self.error: RecorderError | None = None  # set when the disk failed; final
         _prepare_directory(self.out_dir)
 
     @property
@@ -228,7 +229,10 @@ class RecordingWriter(_RecordMethods):
         self.add(kind, arrival_ns, conn_id, payload)
 
     def add(self, kind: bytes, arrival_ns: int, conn_id: int, payload: bytes) -> None:
-        """Append one record (any kind); opens, rotates and flushes files as needed."""
+        """Append one record (any kind); opens, rotates and flushes files as needed.
+        Raises RecorderError (and keeps raising it) once the disk has failed."""
+        if self.error is not None:
+            raise self.error
         if self._file is None:
             self._open(arrival_ns)
         elif self.rotate_ns and arrival_ns >= self._boundary:
@@ -308,8 +312,10 @@ class RecordingWriter(_RecordMethods):
             self._sync()
 
     def close(self) -> None:
-        """Finalise the current file (footer, index, fsync, rename). Idempotent."""
-        self._finalise("close")
+        """Finalise the current file (footer, index, fsync, rename). Idempotent; after a
+        disk failure it does nothing: the `.partial` file is kept as written."""
+        if self.error is None:
+            self._finalise("close")
         self.closed = True
 
     def __enter__(self) -> RecordingWriter:
@@ -410,7 +416,7 @@ class RecordingWriter(_RecordMethods):
             self._file.write(data)
             self._file.flush()  # into the OS: a killed process loses nothing written
         except OSError as exc:
-            raise _write_error(self._path, exc) from None
+            raise self._fail(exc) from None
         self._file_bytes += len(data)
         self.compressed_bytes += len(data)
 
@@ -419,7 +425,18 @@ class RecordingWriter(_RecordMethods):
         try:
             os.fsync(self._file.fileno())
         except OSError as exc:
-            raise _write_error(self._path, exc) from None
+            raise self._fail(exc) from None
+
+    def _fail(self, exc: OSError) -> RecorderError:
+        """Stop for good: close the file as it is (readable up to its last complete
+        block) and remember why, so every later call says the same."""
+        self.error = _write_error(self._path, exc)  # raised, not logged: the caller tells
+        try:
+            self._file.close()
+        except OSError:
+            pass  # the unwritten tail: that is the cut the reader reports
+        self._file = None
+        return self.error
 
 
 def _prepare_directory(out_dir: Path) -> None:

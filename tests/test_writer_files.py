@@ -224,6 +224,11 @@ def test_disk_full_stops_with_a_clear_message_and_keeps_what_was_written(tmp_pat
             for i in range(20_000):
                 w.write_frame(1, {T0} + i, model.next_delta_frame())
         except RecorderError as exc:
+            w.close()  # a no-op after a disk failure: the .partial stays as written
+            try:
+                w.write_frame(1, 0, b"more")
+            except RecorderError as again:
+                assert str(again) == str(exc)
             print(i, exc)
             sys.exit(3)
         """
