@@ -51,7 +51,12 @@ class RecorderTap:
             self.gaps += event.reason == "gap"
             self.resyncs += event.status == "out_of_sync"
             self.sink.write_status(
-                conn_id, event.arrival_ns, event.topic, event.status, event.reason, event.detail
+                event.arrival_ns,
+                event.topic,
+                event.status,
+                event.reason,
+                conn_id=conn_id,
+                detail=event.detail,
             )
 
 
@@ -151,7 +156,7 @@ def _write_digests(feed: Feed, sink: RecorderSink) -> None:
             if book is not None:
                 symbol, grouping = _split(topic)
                 seq = feed.last_seq(symbol, grouping)
-                sink.write_digest(conn_id, now, topic, seq, book.digest())
+                sink.write_digest(now, topic, seq, book.digest(), conn_id=conn_id)
 
 
 def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:

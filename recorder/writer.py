@@ -22,7 +22,6 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, overload
 
 import orjson
 import zstandard
@@ -57,7 +56,6 @@ class _RecordMethods:
         """A request we sent: subscribe/unsubscribe JSON, or the text `ping`."""
         self._put(fmt.SENT, now_ns, conn_id, payload.encode())
 
-    @overload
     def write_status(
         self,
         now_ns: int,
@@ -67,70 +65,17 @@ class _RecordMethods:
         *,
         conn_id: int = fmt.NO_CONN,
         detail: str = "",
-    ) -> None: ...
-
-    @overload
-    def write_status(
-        self,
-        conn_id: int,
-        now_ns: int,
-        topic: str,
-        status: str,
-        reason: str | None,
-        detail: str = "",
-    ) -> None: ...
-
-    def write_status(self, *args: Any, **kwargs: Any) -> None:
-        """A live sync status change (gap, crossed, resync...).
-
-        `write_status(now_ns, topic, status, reason, *, conn_id=-1, detail="")`; the older
-        connection-first form `(conn_id, now_ns, topic, status, reason, detail)` that
-        recorder/session.py uses is accepted too (told apart by the type of the 2nd arg).
-        """
-        if len(args) >= 2 and isinstance(args[1], int):  # the connection-first form
-            conn_id, *args = args
-            kwargs["conn_id"] = conn_id
-        self._status(*args, **kwargs)
-
-    def _status(
-        self,
-        now_ns: int,
-        topic: str,
-        status: str,
-        reason: str | None = None,
-        detail: str = "",
-        *,
-        conn_id: int = fmt.NO_CONN,
     ) -> None:
+        """A live sync status change (gap, crossed, resync...)."""
         payload = {"topic": topic, "status": str(status), "reason": reason, "detail": detail}
         if reason is not None:
             payload["reason"] = str(reason)
         self._put(fmt.STATUS, now_ns, conn_id, orjson.dumps(payload))
 
-    @overload
     def write_digest(
-        self, now_ns: int, topic: str, seq: int, digest: str, *, conn_id: int = fmt.NO_CONN
-    ) -> None: ...
-
-    @overload
-    def write_digest(
-        self, conn_id: int, now_ns: int, topic: str, seq: int, digest: str
-    ) -> None: ...
-
-    def write_digest(self, *args: Any, **kwargs: Any) -> None:
-        """A top-of-book digest (`OrderBook.digest()`) after frame `seq`, for replay checks.
-
-        `write_digest(now_ns, topic, seq, digest, *, conn_id=-1)`; the connection-first
-        form `(conn_id, now_ns, topic, seq, digest)` is accepted too (five positionals).
-        """
-        if len(args) == 5:
-            conn_id, *args = args
-            kwargs["conn_id"] = conn_id
-        self._digest(*args, **kwargs)
-
-    def _digest(
         self, now_ns: int, topic: str, seq: int, digest: str, *, conn_id: int = fmt.NO_CONN
     ) -> None:
+        """A top-of-book digest (`OrderBook.digest()`) after frame `seq`, for replay checks."""
         payload = orjson.dumps({"topic": topic, "seq": seq, "digest": digest})
         self._put(fmt.DIGEST, now_ns, conn_id, payload)
 

@@ -31,9 +31,11 @@ def test_every_record_kind_through_its_method(tmp_path):
         w.write_frame(2, T0 + 2, b'{"event":"subscribe"}')
         w.write_status(T0 + 3, "update:BTC-PERP_0", "out_of_sync", "gap")
         w.write_status(T0 + 4, "update:BTC-PERP_0", "synced", None, conn_id=2, detail="seq 9")
-        w.write_status(2, T0 + 5, "update:BTC-PERP_0", "synced", "snapshot", "seq 10")  # old form
+        w.write_status(
+            T0 + 5, "update:BTC-PERP_0", "synced", "snapshot", conn_id=2, detail="seq 10"
+        )
         w.write_digest(T0 + 6, "update:BTC-PERP_0", 10, "d1")
-        w.write_digest(2, T0 + 7, "update:BTC-PERP_0", 11, "d2")  # old form
+        w.write_digest(T0 + 7, "update:BTC-PERP_0", 11, "d2", conn_id=2)
         w.write_checkpoint(2, T0 + 8, b'{"topic":"update:BTC-PERP_0"}')
         w.write_loss(T0 + 1, T0 + 8, 5)
         w.write_close(2, T0 + 9, 1006, "gone")
