@@ -120,10 +120,11 @@ def _apply_levels_py(
 try:
     if os.environ.get("BOOKENGINE_PURE"):
         raise ImportError("BOOKENGINE_PURE is set")
-    from bookengine._fastbook import NeedsDecimals
+    from bookengine._fastbook import NeedsDecimals, Scanner
     from bookengine._fastbook import apply_levels as _apply_levels
 except ImportError:
     NeedsDecimals = _NeedsDecimalsPy
+    Scanner = None  # BookSync then parses every frame with orjson
     _apply_levels = _apply_levels_py
 
 ACCELERATED = _apply_levels is not _apply_levels_py
