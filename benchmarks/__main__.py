@@ -27,13 +27,8 @@ def engine_rows(frames: int, repeat: int) -> list[Row]:
     shape = workloads.frame_shape(data)
 
     def pure() -> None:
-        saved = book_module._apply_levels, book_module.NeedsDecimals
-        book_module._apply_levels = book_module._apply_levels_py
-        book_module.NeedsDecimals = book_module._NeedsDecimalsPy
-        try:
+        with book_module.pure_python():
             workloads.booksync(data)
-        finally:
-            book_module._apply_levels, book_module.NeedsDecimals = saved
 
     loops: dict[str, Callable[[], object]] = {
         "floor": lambda: workloads.parse_floor(data),

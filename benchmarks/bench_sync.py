@@ -24,10 +24,9 @@ def test_frames(benchmark, loop):
     assert result > 0
 
 
-def test_booksync_pure_python(benchmark, monkeypatch):
+def test_booksync_pure_python(benchmark):
     """The same engine without the C accelerator (BOOKENGINE_PURE=1 does the same)."""
     import bookengine.book as book_module
 
-    monkeypatch.setattr(book_module, "_apply_levels", book_module._apply_levels_py)
-    monkeypatch.setattr(book_module, "NeedsDecimals", book_module._NeedsDecimalsPy)
-    assert benchmark.pedantic(workloads.booksync, args=(FRAMES,), rounds=5, iterations=1) > 0
+    with book_module.pure_python():
+        assert benchmark.pedantic(workloads.booksync, args=(FRAMES,), rounds=5, iterations=1) > 0

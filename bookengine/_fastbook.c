@@ -412,7 +412,7 @@ typedef struct {
     RawLevels bids, asks;
     int decimals; /* the most decimals among the scanned prices */
     int ready;    /* a scanned frame waits to be applied */
-    PyObject *strings[STRING_CACHE];
+    PyObject *strings[2][STRING_CACHE]; /* topics, symbols */
 } Scanner;
 
 typedef struct {
@@ -529,14 +529,15 @@ scan_levels(Scanner *self, Cursor *c, RawLevels *out)
     return accept(c, ']');
 }
 
-/* The str for s[lo:hi] (ASCII), reused from the cache while the same text repeats. */
+/* The str for s[lo:hi] (ASCII), reused from cache `table` while the text repeats. */
 static PyObject *
-cached_string(Scanner *self, const char *s, Py_ssize_t lo, Py_ssize_t hi)
+cached_string(Scanner *self, int table, const char *s, Py_ssize_t lo, Py_ssize_t hi)
 {
     uint32_t h = 2166136261u; /* FNV-1a */
     for (Py_ssize_t i = lo; i < hi; i++)
         h = (h ^ (unsigned char)s[i]) * 16777619u;
-    PyObject **slot = &self->strings[h % STRING_CACHE];
+    h ^= h >> 16; /* FNV's low bits alone mix poorly */
+    PyObject **slot = &self->strings[table][h % STRING_CACHE];
     if (*slot != NULL && PyUnicode_GET_LENGTH(*slot) == hi - lo &&
         memcmp(PyUnicode_DATA(*slot), s + lo, hi - lo) == 0)
         return Py_NewRef(*slot);
@@ -669,8 +670,8 @@ Scanner_scan(Scanner *self, PyObject *raw)
     }
     PyObject *result = NULL;
     if (ok == 1) {
-        PyObject *topic = cached_string(self, c.s, head.topic_lo, head.topic_hi);
-        PyObject *symbol = topic ? cached_string(self, c.s, head.symbol_lo, head.symbol_hi)
+        PyObject *topic = cached_string(self, 0, c.s, head.topic_lo, head.topic_hi);
+        PyObject *symbol = topic ? cached_string(self, 1, c.s, head.symbol_lo, head.symbol_hi)
                                  : NULL;
         if (symbol != NULL) {
             if (head.seen & SEEN_TIMESTAMP)
@@ -768,8 +769,10 @@ Scanner_dealloc(Scanner *self)
 {
     PyMem_Free(self->bids.items);
     PyMem_Free(self->asks.items);
-    for (int i = 0; i < STRING_CACHE; i++)
-        Py_CLEAR(self->strings[i]);
+    for (int i = 0; i < STRING_CACHE; i++) {
+        Py_CLEAR(self->strings[0][i]);
+        Py_CLEAR(self->strings[1][i]);
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

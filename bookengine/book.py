@@ -25,6 +25,8 @@ import hashlib
 import os
 import re
 from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import repeat
 from math import inf
 from operator import truediv
@@ -128,6 +130,19 @@ except ImportError:
     _apply_levels = _apply_levels_py
 
 ACCELERATED = _apply_levels is not _apply_levels_py
+
+
+@contextmanager
+def pure_python() -> Iterator[None]:
+    """Within this block, books and BookSyncs created run without the C accelerator, as
+    with BOOKENGINE_PURE=1 (tests and benchmarks compare the two in one process)."""
+    global _apply_levels, NeedsDecimals, Scanner
+    saved = _apply_levels, NeedsDecimals, Scanner
+    _apply_levels, NeedsDecimals, Scanner = _apply_levels_py, _NeedsDecimalsPy, None
+    try:
+        yield
+    finally:
+        _apply_levels, NeedsDecimals, Scanner = saved
 
 
 def _level_error(exc: Exception) -> LevelError:

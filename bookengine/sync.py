@@ -327,11 +327,7 @@ class BookSync:
         top = (bid, book._bids.get(bid), ask, book._asks.get(ask))
         if top == state.top:
             if self._book_updates:
-                return [
-                    BookUpdate(
-                        arrival_ns, timestamp, state.symbol, state.grouping, seq, book
-                    )
-                ]
+                return [BookUpdate(arrival_ns, timestamp, state.symbol, state.grouping, seq, book)]
             return _NO_EVENTS
         state.top = top
         state.stats.top_changes += 1

@@ -6,13 +6,15 @@ import bookengine.book as book_module
 
 
 @pytest.fixture(params=["c", "python"])
-def book_impl(request, monkeypatch):
-    """Run a test against the C accelerator and against the pure-Python fallback."""
+def book_impl(request):
+    """Run a test against the C accelerator (the delta scanner and the level loop) and
+    against the pure-Python fallback (orjson and `_apply_levels_py`)."""
     if request.param == "python":
-        monkeypatch.setattr(book_module, "_apply_levels", book_module._apply_levels_py)
-        monkeypatch.setattr(book_module, "NeedsDecimals", book_module._NeedsDecimalsPy)
-    elif not book_module.ACCELERATED:
+        with book_module.pure_python():
+            yield request.param
+        return
+    if not book_module.ACCELERATED:
         if os.environ.get("CI"):
             pytest.fail("the C accelerator was not built in CI (setup.py, a compiler?)")
         pytest.skip("bookengine._fastbook is not built on this machine (optional)")
-    return request.param
+    yield request.param
