@@ -33,11 +33,22 @@ def engine_rows(frames: int, repeat: int) -> list[Row]:
     loops: dict[str, Callable[[], object]] = {
         "floor": lambda: workloads.parse_floor(data),
         "booksync": lambda: workloads.booksync(data),
+        "orjson_path": lambda: workloads.booksync(data, scanner=False),
         "pure": pure,
         "c_book": lambda: workloads.c_orderbook(data),
         "naive": lambda: workloads.sorteddict_naive(data),
     }
     rate = workloads.compare(loops, len(data), repeat=repeat)
+    mixed = workloads.interleaved_frames(n=frames)
+    symbols = workloads.INTERLEAVED_SYMBOLS
+    mixed_rate = workloads.compare(
+        {
+            "floor": lambda: workloads.parse_floor(mixed),
+            "booksync": lambda: workloads.booksync(mixed, symbols=symbols),
+        },
+        len(mixed),
+        repeat=repeat,
+    )
     note = (
         f"{len(data):,} frames, {shape['bytes']:.0f} B, {shape['entries']:.1f} entries, "
         f"{shape['deletions']:.1f} deletions per delta"
@@ -46,6 +57,16 @@ def engine_rows(frames: int, repeat: int) -> list[Row]:
     return [
         ("orjson.loads floor", f"{rate['floor']:,.0f} frames/s", note),
         ("BookSync.feed / parse floor", f"{rate['booksync'] / rate['floor']:.2f}x", accel),
+        (
+            f"BookSync.feed / floor, {len(symbols)} symbols mixed",
+            f"{mixed_rate['booksync'] / mixed_rate['floor']:.2f}x",
+            "their deltas interleaved on one connection",
+        ),
+        (
+            "BookSync.feed, orjson path / floor",
+            f"{rate['orjson_path'] / rate['floor']:.2f}x",
+            "the same without the delta scanner",
+        ),
         ("BookSync.feed (pure Python) / floor", f"{rate['pure'] / rate['floor']:.2f}x", ""),
         (
             "BookSync.feed / C order-book loop",

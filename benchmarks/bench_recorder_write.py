@@ -19,21 +19,15 @@ import os
 import tempfile
 import time
 
+from benchmarks import workloads
 from recorder.writer import RecorderSink, RecordingWriter
 
-SYMBOLS = ("BTC-PERP", "ETH-PERP", "SOL-PERP", "BTC-USD")
+SYMBOLS = workloads.INTERLEAVED_SYMBOLS
 
 
 def market_frames(n: int, seed: int = 1) -> list[bytes]:
     """`n` frames, the symbols' deltas interleaved as on one busy connection."""
-    from bookengine.simulator import MarketModel
-
-    models = [MarketModel(s, seed=seed + i) for i, s in enumerate(SYMBOLS)]
-    frames = [m.snapshot_frame() for m in models]
-    while len(frames) < n:
-        for m in models:
-            frames.append(m.next_delta_frame())
-    return frames[:n]
+    return list(workloads.interleaved_frames(n, seed))
 
 
 def _files_size(writer: RecordingWriter) -> int:

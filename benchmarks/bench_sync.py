@@ -30,3 +30,8 @@ def test_booksync_pure_python(benchmark):
 
     with book_module.pure_python():
         assert benchmark.pedantic(workloads.booksync, args=(FRAMES,), rounds=5, iterations=1) > 0
+
+
+def test_booksync_orjson_path(benchmark):
+    """The C engine without the delta scanner: every frame through orjson.loads."""
+    assert benchmark.pedantic(workloads.booksync, args=(FRAMES, False), rounds=5, iterations=1) > 0

@@ -25,6 +25,22 @@ def realistic_frames(symbol: str = "BTC-PERP", n: int = 20_000, seed: int = 1) -
     return tuple(generate(symbol=symbol, n=n, seed=seed))
 
 
+INTERLEAVED_SYMBOLS = ("BTC-PERP", "ETH-PERP", "SOL-PERP", "BTC-USD")
+
+
+@functools.cache
+def interleaved_frames(n: int = 20_000, seed: int = 1) -> tuple[bytes, ...]:
+    """`n` frames of several symbols, their deltas interleaved as on one busy connection."""
+    from bookengine.simulator import MarketModel
+
+    models = [MarketModel(s, seed=seed + i) for i, s in enumerate(INTERLEAVED_SYMBOLS)]
+    frames = [m.snapshot_frame() for m in models]
+    while len(frames) < n:
+        for m in models:
+            frames.append(m.next_delta_frame())
+    return tuple(frames[:n])
+
+
 def frame_shape(frames: Sequence[bytes]) -> dict[str, float]:
     """Mean bytes, level entries and deletions per delta: what the figures were measured on."""
     deltas = [orjson.loads(f)["data"] for f in frames[1:]]
@@ -48,10 +64,17 @@ def parse_floor(frames: Sequence[bytes]) -> int:
     return len(frames)
 
 
-def booksync(frames: Sequence[bytes]) -> int:
-    """BookSync.feed end to end: parse, route, seq check, apply, top-of-book events."""
+def booksync(
+    frames: Sequence[bytes], scanner: bool = True, symbols: Sequence[str] = ("BTC-PERP",)
+) -> int:
+    """BookSync.feed end to end: parse, route, seq check, apply, top-of-book events.
+
+    `scanner=False` parses every frame with orjson (the C level loop still applies them):
+    what the delta scanner is worth."""
     sync = BookSync()
-    sync.subscribe(["update:BTC-PERP_0"], 0)
+    if not scanner:
+        sync._scanner = None
+    sync.subscribe([f"update:{s}_0" for s in symbols], 0)
     feed = sync.feed
     tops = 0
     for i, raw in enumerate(frames):
