@@ -369,6 +369,109 @@ error:
 }
 
 /*
+ * levels(side, descending, n, scale) -> [(price, size), ...] best first, or None
+ *
+ * The depth query: sort the keys of one side (<= ~50) and build the top n (price, size)
+ * tuples, price = key / scale. For keys and scale that are exact doubles (|key| < 2**53,
+ * scale = 10**D with D <= 22) that is one IEEE division, correctly rounded, which is
+ * exactly what Python's int / int gives; otherwise Python's division is called. Returns
+ * None if a key does not fit int64 (the caller then sorts in Python). n < 0: every level.
+ */
+typedef struct {
+    int64_t key;
+    PyObject *kobj, *size; /* borrowed from the dict */
+} SideEntry;
+
+static PyObject *
+levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "levels takes 4 arguments");
+        return NULL;
+    }
+    PyObject *side = args[0], *scale_obj = args[3];
+    int descending = PyObject_IsTrue(args[1]);
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
+    if (descending < 0 || (n == -1 && PyErr_Occurred()))
+        return NULL;
+    if (!PyDict_CheckExact(side) || !PyLong_CheckExact(scale_obj)) {
+        PyErr_SetString(PyExc_TypeError, "levels(dict, bool, int, int)");
+        return NULL;
+    }
+    int overflow = 0;
+    long long scale_ll = PyLong_AsLongLongAndOverflow(scale_obj, &overflow);
+    if (scale_ll == -1 && PyErr_Occurred())
+        return NULL;
+    /* 10**D for D <= 22 is an exact double; 10**18 is the largest that fits int64. */
+    int exact_scale = !overflow && scale_ll > 0 && scale_ll <= 1000000000000000000LL;
+    double scale = (double)scale_ll;
+
+    Py_ssize_t count = PyDict_GET_SIZE(side);
+    if (n < 0 || n > count)
+        n = count;
+    SideEntry small[128];
+    SideEntry *entries = n <= 128 ? small : PyMem_Malloc(n * sizeof(SideEntry));
+    if (entries == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *kobj, *vobj;
+    PyObject *result = NULL;
+    /* Keep the best n seen so far, sorted, by insertion: a side holds ~50 levels and
+       most keys lose to the current n-th at once (qsort's callbacks cost more). */
+    Py_ssize_t filled = 0;
+    while (n > 0 && PyDict_Next(side, &pos, &kobj, &vobj)) {
+        if (!PyLong_CheckExact(kobj)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        int64_t key = PyLong_AsLongLongAndOverflow(kobj, &overflow);
+        if (overflow || (key == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (filled == n) {
+            if (descending ? key <= entries[n - 1].key : key >= entries[n - 1].key)
+                continue;
+            filled--; /* the n-th drops out */
+        }
+        for (i = filled; i > 0 && (descending ? key > entries[i - 1].key
+                                              : key < entries[i - 1].key); i--)
+            entries[i] = entries[i - 1];
+        entries[i].key = key;
+        entries[i].kobj = kobj;
+        entries[i].size = vobj;
+        filled++;
+    }
+    result = PyList_New(n);
+    if (result == NULL)
+        goto done;
+    for (i = 0; i < n; i++) {
+        SideEntry *e = &entries[i];
+        PyObject *price;
+        if (exact_scale && e->key < (1LL << 53) && e->key > -(1LL << 53))
+            price = PyFloat_FromDouble((double)e->key / scale);
+        else
+            price = PyNumber_TrueDivide(e->kobj, scale_obj);
+        if (price == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyObject *pair = PyTuple_Pack(2, price, e->size);
+        Py_DECREF(price);
+        if (pair == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, i, pair);
+    }
+done:
+    if (entries != small)
+        PyMem_Free(entries);
+    return result;
+}
+
+/*
  * Scanner: the in-sequence delta without orjson.
  *
  * Why: orjson.loads builds a dict, two lists, a list and two strings per level (~55
@@ -797,6 +900,8 @@ static PyTypeObject ScannerType = {
 
 
 static PyMethodDef methods[] = {
+    {"levels", (PyCFunction)(void (*)(void))levels, METH_FASTCALL,
+     "levels(side, descending, n, scale) -> [(price, size), ...] best first, or None"},
     {"apply_levels", (PyCFunction)(void (*)(void))apply_levels, METH_FASTCALL,
      "apply_levels(side, levels, best, is_bid, decimals, price_parts) -> new best key"},
     {NULL, NULL, 0, NULL},

@@ -27,7 +27,7 @@ import re
 from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import repeat
+from itertools import chain, repeat
 from math import inf
 from operator import truediv
 
@@ -119,15 +119,27 @@ def _apply_levels_py(
     return best
 
 
+def _side_levels_py(side: dict[int, float], descending: bool, n: int, scale: int) -> Levels:
+    """Pure-Python twin of _fastbook.levels: the top `n` (every level if n < 0), best first."""
+    # One C-level sort of <= ~50 ints, then tuples built by zip/map (no Python loop).
+    keys = sorted(side, reverse=descending)
+    if n >= 0:
+        keys = keys[:n]
+    prices = map(truediv, keys, repeat(scale))
+    return list(zip(prices, map(side.__getitem__, keys), strict=False))  # repeat() is endless
+
+
 try:
     if os.environ.get("BOOKENGINE_PURE"):
         raise ImportError("BOOKENGINE_PURE is set")
     from bookengine._fastbook import NeedsDecimals, Scanner
     from bookengine._fastbook import apply_levels as _apply_levels
+    from bookengine._fastbook import levels as _side_levels
 except ImportError:
     NeedsDecimals = _NeedsDecimalsPy
     Scanner = None  # BookSync then parses every frame with orjson
     _apply_levels = _apply_levels_py
+    _side_levels = _side_levels_py
 
 ACCELERATED = _apply_levels is not _apply_levels_py
 
@@ -136,13 +148,14 @@ ACCELERATED = _apply_levels is not _apply_levels_py
 def pure_python() -> Iterator[None]:
     """Within this block, books and BookSyncs created run without the C accelerator, as
     with BOOKENGINE_PURE=1 (tests and benchmarks compare the two in one process)."""
-    global _apply_levels, NeedsDecimals, Scanner
-    saved = _apply_levels, NeedsDecimals, Scanner
+    global _apply_levels, NeedsDecimals, Scanner, _side_levels
+    saved = _apply_levels, NeedsDecimals, Scanner, _side_levels
     _apply_levels, NeedsDecimals, Scanner = _apply_levels_py, _NeedsDecimalsPy, None
+    _side_levels = _side_levels_py
     try:
         yield
     finally:
-        _apply_levels, NeedsDecimals, Scanner = saved
+        _apply_levels, NeedsDecimals, Scanner, _side_levels = saved
 
 
 def _level_error(exc: Exception) -> LevelError:
@@ -280,15 +293,15 @@ class OrderBook:
         return self._levels(self._asks, False, n)
 
     def _levels(self, side: dict[int, float], descending: bool, n: int | None) -> Levels:
-        # One C-level sort of <= ~50 ints, then tuples built by zip/map (no Python loop):
-        # a few microseconds even for n = 50 (benchmarks/bench_book.py).
-        keys = sorted(side, reverse=descending)
-        if n is not None:
-            if n < 0:
-                raise ValueError(f"depth must be >= 0, got {n}")
-            keys = keys[:n]
-        prices = map(truediv, keys, repeat(self._scale))
-        return list(zip(prices, map(side.__getitem__, keys), strict=False))  # repeat() is endless
+        # Sorted only when asked: a few microseconds for n <= 50 (benchmarks/bench_book.py).
+        if n is None:
+            n = -1
+        elif n < 0:
+            raise ValueError(f"depth must be >= 0, got {n}")
+        levels = _side_levels(side, descending, n, self._scale)
+        if levels is None:  # keys beyond int64 (a very fine rescale): the Python sort
+            levels = _side_levels_py(side, descending, n, self._scale)
+        return levels
 
     def size_at(self, side: str, price: str | float) -> float:
         """Size resting at `price` on "bid" or "ask" (0.0 if none)."""
@@ -315,14 +328,9 @@ class OrderBook:
     def digest(self, n: int = 10) -> str:
         """Short deterministic hash of the top `n` levels: equal books give equal digests,
         whatever spelling or update order built them. Used to prove replay == live."""
-        packed = array("d")
-        for price, size in self.bids(n):
-            packed.append(price)
-            packed.append(size)
+        packed = array("d", chain.from_iterable(self.bids(n)))
         packed.append(-1.0)  # separates the sides: no real price or size is negative
-        for price, size in self.asks(n):
-            packed.append(price)
-            packed.append(size)
+        packed.extend(chain.from_iterable(self.asks(n)))
         return hashlib.blake2b(packed.tobytes(), digest_size=8).hexdigest()
 
     def as_dict(self) -> tuple[dict[float, float], dict[float, float]]:
