@@ -312,3 +312,19 @@ def _state(sync: BookSync):
         sync.last_seq("BTC-PERP"),
         None if book is None else (book.as_dict(), book.top(), book.depth(5)),
     )
+
+
+def test_a_huge_delta_takes_the_fast_path_and_matches_the_orjson_path():
+    bids = [[f"{50000 - i * 0.5:.1f}", str(i % 7)] for i in range(20_000)]
+    asks = [[f"{60000 + i * 0.5:.1f}", str(i % 5)] for i in range(20_000)]
+    start = snapshot(10, [["49999.0", "1"]], [["60001.0", "1"]])
+    raw = delta(11, bids, asks)
+    assert len(raw) > 600_000 and scan(raw) is not None
+    fast, slow = BookSync(), BookSync()
+    slow._scanner = None
+    for sync in (fast, slow):
+        sync.subscribe([T], 0)
+        sync.feed(0, start)
+    assert fast.feed(1, raw) == slow.feed(1, raw)
+    assert fast.book("BTC-PERP").as_dict() == slow.book("BTC-PERP").as_dict()
+    assert fast.book("BTC-PERP").bid_levels == sum(1 for i in range(20_000) if i % 7)
