@@ -14,9 +14,11 @@ Representation (measured: benchmarks/bench_book.py, profile notes in docs/PERFOR
   API returns floats computed as key / 10**D, a correctly rounded division, so every
   price prints exactly as its decimal (`86626.0`, never `86625.99999999999`), and
   `"86626.0"`, `"86626"` and `"86626.00"` are one level.
-- The per-level loop runs in a small optional C extension (`_fastbook.c`) when it was
-  built; `_apply_levels_py` below is the fallback and the specification it must match
-  (the tests run against both; BOOKENGINE_PURE=1 forces the fallback).
+- The per-level loop and the depth query run in a small optional C extension
+  (`_fastbook.c`) when it was built; `_apply_levels_py` and `_side_levels_py` below are
+  the fallbacks and the specification it must match (the tests run against both;
+  BOOKENGINE_PURE=1 or `pure_python()` forces the fallback). The same extension holds
+  the delta scanner BookSync uses to read in-sequence deltas without orjson.
 """
 
 from __future__ import annotations
