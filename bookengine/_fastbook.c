@@ -726,6 +726,10 @@ Scanner_scan(Scanner *self, PyObject *raw)
         c.n = PyBytes_GET_SIZE(raw);
     }
     else if (PyUnicode_CheckExact(raw)) {
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(raw) < 0)
+            return NULL;
+#endif
         if (!PyUnicode_IS_ASCII(raw))
             Py_RETURN_NONE;
         c.s = (const char *)PyUnicode_DATA(raw);
