@@ -25,6 +25,9 @@
 
 static PyObject *NeedsDecimals;
 
+/* Longer texts are not read here (the exponent is an int; no real price or size is near). */
+#define MAX_DECIMAL_TEXT 4096
+
 static const double POW10[23] = {
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
@@ -40,7 +43,7 @@ static int
 decimal_parts(const char *s, Py_ssize_t n, uint64_t *mantissa, int *exp10)
 {
     Py_ssize_t i, dot = -1, first = -1, last = -1;
-    if (n == 0)
+    if (n == 0 || n > MAX_DECIMAL_TEXT)
         return 1;
     for (i = 0; i < n; i++) {
         char c = s[i];
@@ -313,8 +316,10 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *side = args[0], *levels = args[1];
     PyObject *price_parts = args[5];
     int is_bid = PyObject_IsTrue(args[3]);
+    if (is_bid < 0)
+        return NULL;
     long decimals = PyLong_AsLong(args[4]);
-    if (is_bid < 0 || (decimals == -1 && PyErr_Occurred()))
+    if (decimals == -1 && PyErr_Occurred())
         return NULL;
     if (!PyDict_CheckExact(side)) {
         PyErr_SetString(PyExc_TypeError, "side must be a dict");
@@ -391,8 +396,10 @@ levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *side = args[0], *scale_obj = args[3];
     int descending = PyObject_IsTrue(args[1]);
+    if (descending < 0)
+        return NULL;
     Py_ssize_t n = PyLong_AsSsize_t(args[2]);
-    if (descending < 0 || (n == -1 && PyErr_Occurred()))
+    if (n == -1 && PyErr_Occurred())
         return NULL;
     if (!PyDict_CheckExact(side) || !PyLong_CheckExact(scale_obj)) {
         PyErr_SetString(PyExc_TypeError, "levels(dict, bool, int, int)");
@@ -402,9 +409,11 @@ levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     long long scale_ll = PyLong_AsLongLongAndOverflow(scale_obj, &overflow);
     if (scale_ll == -1 && PyErr_Occurred())
         return NULL;
-    /* 10**D for D <= 22 is an exact double; 10**18 is the largest that fits int64. */
-    int exact_scale = !overflow && scale_ll > 0 && scale_ll <= 1000000000000000000LL;
+    /* The division below is Python's only if the scale is an exact double (10**D is,
+       up to 10**18, the largest that fits int64). */
     double scale = (double)scale_ll;
+    int exact_scale = !overflow && scale_ll > 0 && scale_ll <= 1000000000000000000LL &&
+                      (long long)scale == scale_ll;
 
     Py_ssize_t count = PyDict_GET_SIZE(side);
     if (n < 0 || n > count)
@@ -413,7 +422,7 @@ levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     SideEntry *entries = n <= 128 ? small : PyMem_Malloc(n * sizeof(SideEntry));
     if (entries == NULL)
         return PyErr_NoMemory();
-    Py_ssize_t pos = 0, i = 0;
+    Py_ssize_t pos = 0, i = 0, held = 0;
     PyObject *kobj, *vobj;
     PyObject *result = NULL;
     /* Keep the best n seen so far, sorted, by insertion: a side holds ~50 levels and
@@ -443,6 +452,13 @@ levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         entries[i].size = vobj;
         filled++;
     }
+    /* Nothing above ran Python code; the allocations below may (a GC pass), so hold
+       the selected keys and sizes. */
+    for (i = 0; i < filled; i++) {
+        Py_INCREF(entries[i].kobj);
+        Py_INCREF(entries[i].size);
+    }
+    held = filled;
     result = PyList_New(n);
     if (result == NULL)
         goto done;
@@ -466,6 +482,10 @@ levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyList_SET_ITEM(result, i, pair);
     }
 done:
+    for (i = 0; i < held; i++) {
+        Py_DECREF(entries[i].kobj);
+        Py_DECREF(entries[i].size);
+    }
     if (entries != small)
         PyMem_Free(entries);
     return result;
@@ -735,7 +755,7 @@ Scanner_scan(Scanner *self, PyObject *raw)
         c.s = (const char *)PyUnicode_DATA(raw);
         c.n = PyUnicode_GET_LENGTH(raw);
     }
-    else if (PyObject_CheckBuffer(raw)) {
+    else if (PyByteArray_CheckExact(raw) || PyMemoryView_Check(raw)) { /* as orjson */
         if (PyObject_GetBuffer(raw, &view, PyBUF_CONTIG_RO) < 0) {
             PyErr_Clear();
             Py_RETURN_NONE;

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import chain, repeat
 from math import inf
-from operator import truediv
+from operator import index, truediv
 
 from bookengine.errors import LevelError
 
@@ -40,6 +40,7 @@ _MAX_DIGITS = 15  # DBL_DIG: decimals of <= 15 significant digits survive a floa
 _MAX_DECIMALS = 22
 _CACHE_MAX = 100_000  # distinct price strings remembered by the Python path
 _POW10 = [10**i for i in range(2 * _MAX_DECIMALS + 2)]
+_MAX_KEY = 2**63 - 1  # keys are int64 in the C accelerator, so everywhere
 
 Levels = list[tuple[float, float]]  # (price, size), best first
 
@@ -107,6 +108,10 @@ def _apply_levels_py(
         if shift < 0:
             raise NeedsDecimals(-exp10)
         key = mantissa * pow10[shift]
+        if key > _MAX_KEY:
+            raise LevelError(
+                f"price {price!r} does not fit this book's precision ({decimals} decimals)"
+            )
         amount = float(size)
         if 0.0 < amount < inf:
             side[key] = amount
@@ -230,6 +235,14 @@ class OrderBook:
         if decimals <= self._decimals:
             return
         factor = _POW10[decimals - self._decimals]
+        largest = max(max(self._bids, default=0), max(self._asks, default=0))
+        if largest * factor > _MAX_KEY:
+            # Keys stay int64 (what the C accelerator works in): such a book would mix
+            # prices ~10**18 apart, which no real book does.
+            raise LevelError(
+                f"prices with {decimals} decimals do not fit this book's largest price "
+                f"{largest / self._scale!r} in {_MAX_KEY.bit_length()} bits"
+            )
         self._bids = {k * factor: v for k, v in self._bids.items()}
         self._asks = {k * factor: v for k, v in self._asks.items()}
         self._decimals = decimals
@@ -298,8 +311,12 @@ class OrderBook:
         # Sorted only when asked: a few microseconds for n <= 50 (benchmarks/bench_book.py).
         if n is None:
             n = -1
-        elif n < 0:
-            raise ValueError(f"depth must be >= 0, got {n}")
+        else:
+            n = index(n)  # any integer (numpy's too), never a float
+            if n < 0:
+                raise ValueError(f"depth must be >= 0, got {n}")
+            if n > len(side):
+                n = -1  # every level (also keeps huge counts out of C)
         levels = _side_levels(side, descending, n, self._scale)
         if levels is None:  # keys beyond int64 (a very fine rescale): the Python sort
             levels = _side_levels_py(side, descending, n, self._scale)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from bookengine.book import OrderBook, to_number
@@ -161,3 +162,27 @@ def test_size_at_validates_side():
     assert book.size_at("bid", "100") == 1.5 and book.size_at("ask", 101.0) == 2.0
     with pytest.raises(ValueError, match="side must be"):
         book.size_at("buy", "100")
+
+
+def test_keys_stay_within_int64_on_both_implementations():
+    """Prices ~10**18 apart in one book are refused, not silently handled differently."""
+    book = OrderBook()
+    book.apply_snapshot([["86626.5", "1"]], [["86627", "1"]])
+    with pytest.raises(LevelError, match="do not fit"):
+        book.apply_delta([["0.000000000000001", "1"]], [])  # a rescale past int64
+    assert book.top() == (86626.5, 1.0, 86627.0, 1.0)  # refused before any change
+    wide = OrderBook()
+    wide.apply_snapshot([["0.000001", "1"]], [])
+    with pytest.raises(LevelError, match="does not fit"):
+        wide.apply_delta([], [["999999999999999", "1"]])  # a new key past int64
+
+
+def test_depth_takes_any_integer_count():
+    book = OrderBook()
+    book.apply_snapshot([["100.0", "1"], ["99.0", "2"]], [["101.0", "3"]])
+    assert book.bids(10**30) == [(100.0, 1.0), (99.0, 2.0)]
+    assert book.bids(np.int64(1)) == [(100.0, 1.0)]
+    with pytest.raises(TypeError):
+        book.bids(1.5)
+    with pytest.raises(ValueError):
+        book.asks(-1)

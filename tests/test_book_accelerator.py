@@ -110,3 +110,12 @@ def test_c_and_python_depth_agree(side, descending, n, decimals):
         return
     assert got == want
     assert [p.hex() for p, _ in got] == [p.hex() for p, _ in want]
+
+
+def test_depth_division_is_pythons_for_any_scale():
+    from bookengine._fastbook import levels as c_levels
+
+    side = {1: 1.0, 3: 2.0, 2**53 + 1: 1.0}
+    for scale in (2**53 + 1, 10**15, 10**16, 10**18, 10**19, 3):
+        want = bm._side_levels_py(side, False, -1, scale)
+        assert [p.hex() for p, _ in c_levels(side, False, -1, scale)] == [p.hex() for p, _ in want]

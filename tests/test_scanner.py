@@ -105,6 +105,24 @@ def test_scan_declines_what_it_does_not_fully_understand(old, new):
     assert scan(DELTA.replace(old, new, 1)) is None
 
 
+def test_scan_declines_buffers_orjson_refuses():
+    import array
+
+    class Frame(bytes):
+        pass
+
+    for raw in (array.array("B", DELTA), Frame(DELTA)):
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(raw)
+        assert scan(raw) is None
+
+
+def test_scan_declines_absurdly_long_decimals():
+    price = "0." + "0" * 5000 + "1"
+    assert scan(DELTA.replace(b'"86540.0"', f'"{price}"'.encode())) is None
+    assert scan(DELTA.replace(b'"24"', f'"{price}"'.encode())) is None
+
+
 def test_scan_declines_non_frames():
     for raw in (b"", b"pong", b"[]", b"{}", b"{", 12, None, "h\u00e9llo"):
         assert scan(raw) is None

@@ -278,3 +278,15 @@ def test_unsubscribe():
     assert of(events, StatusChanged)[0].status is SyncStatus.UNSUBSCRIBED
     assert sync.book("BTC-PERP") is None
     assert sync.feed(6, delta(11)) == ()
+
+
+def test_a_price_past_the_books_precision_is_a_bad_frame_not_a_crash():
+    sync = BookSync()
+    sync.subscribe([T], 0)
+    sync.feed(1, snapshot(1, [["86626.5", "1"]], [["86627", "1"]]))
+    events = sync.feed(2, delta(2, [["0.000000000000001", "1"]]))
+    assert [type(e).__name__ for e in events] == ["BadFrame", "StatusChanged", "Resubscribe"]
+    assert "do not fit" in events[0].reason
+    assert sync.book("BTC-PERP") is None
+    sync.feed(3, snapshot(5, [["86626.5", "2"]], [["86627", "1"]]))
+    assert sync.book("BTC-PERP").best_bid == (86626.5, 2.0)
