@@ -111,19 +111,12 @@ decimal_to_double(const char *s, Py_ssize_t n, double *out)
     }
     /* Long or large decimals: the correctly rounded slow path. The text is a plain
        decimal, so strtod stops exactly at its end; copy it out to NUL-terminate it. */
-    char buffer[64];
-    char *text = n < (Py_ssize_t)sizeof(buffer) ? buffer : PyMem_Malloc(n + 1);
-    if (text == NULL) {
-        PyErr_Clear();
-        return 1;
-    }
+    char text[MAX_DECIMAL_TEXT + 1]; /* decimal_parts refused anything longer */
     memcpy(text, s, n);
     text[n] = '\0';
     char *stop = NULL;
     double v = PyOS_string_to_double(text, &stop, NULL);
     int ok = !(v == -1.0 && PyErr_Occurred()) && stop == text + n && isfinite(v);
-    if (text != buffer)
-        PyMem_Free(text);
     if (!ok) {
         PyErr_Clear();
         return 1;
@@ -161,6 +154,21 @@ parse_size(PyObject *obj, double *out)
     PyErr_Format(PyExc_ValueError, "size must be a string, got %.50s",
                  Py_TYPE(obj)->tp_name);
     return -1;
+}
+
+/* mantissa * 10**shift as an int64 key: 0, or 1 if it does not fit. */
+static int
+scaled_key(uint64_t mantissa, int shift, int64_t *key)
+{
+    for (; shift > 0; shift--) {
+        if (mantissa > (uint64_t)INT64_MAX / 10)
+            return 1;
+        mantissa *= 10;
+    }
+    if (mantissa > (uint64_t)INT64_MAX)
+        return 1;
+    *key = (int64_t)mantissa;
+    return 0;
 }
 
 /* The integer key of a price at `decimals`; 0 on success, -1 with an error set. */
@@ -201,21 +209,12 @@ price_key(PyObject *price, int decimals, PyObject *price_parts, int64_t *key)
         }
         return -1;
     }
-    uint64_t k = m;
-    for (int i = 0; i < shift; i++) {
-        if (k > (uint64_t)INT64_MAX / 10) {
-            PyErr_Format(PyExc_ValueError,
-                         "price %R does not fit this book's precision (%d decimals)",
-                         price, decimals);
-            return -1;
-        }
-        k *= 10;
-    }
-    if (k > (uint64_t)INT64_MAX) {
-        PyErr_Format(PyExc_ValueError, "price %R is too large", price);
+    if (scaled_key(m, shift, key)) {
+        PyErr_Format(PyExc_ValueError,
+                     "price %R does not fit this book's precision (%d decimals)", price,
+                     decimals);
         return -1;
     }
-    *key = (int64_t)k;
     return 0;
 }
 
@@ -374,13 +373,13 @@ error:
 }
 
 /*
- * levels(side, descending, n, scale) -> [(price, size), ...] best first, or None
+ * levels(side, descending, n, scale) -> [(price, size), ...] best first
  *
- * The depth query: sort the keys of one side (<= ~50) and build the top n (price, size)
- * tuples, price = key / scale. For keys and scale that are exact doubles (|key| < 2**53,
- * scale = 10**D with D <= 22) that is one IEEE division, correctly rounded, which is
- * exactly what Python's int / int gives; otherwise Python's division is called. Returns
- * None if a key does not fit int64 (the caller then sorts in Python). n < 0: every level.
+ * The depth query: sort the int64 keys of one side (<= ~50) and build the top n
+ * (price, size) tuples, price = key / scale. For keys and scale that are exact doubles
+ * (|key| < 2**53, scale = 10**D with D <= 18) that is one IEEE division, correctly
+ * rounded, which is exactly what Python's int / int gives; otherwise Python's division
+ * is called. n < 0: every level. A key beyond int64 raises OverflowError.
  */
 typedef struct {
     int64_t key;
@@ -429,16 +428,10 @@ levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
        most keys lose to the current n-th at once (qsort's callbacks cost more). */
     Py_ssize_t filled = 0;
     while (n > 0 && PyDict_Next(side, &pos, &kobj, &vobj)) {
-        if (!PyLong_CheckExact(kobj)) {
-            result = Py_NewRef(Py_None);
+        /* Keys are int64 (OrderBook keeps them so): anything else raises. */
+        int64_t key = PyLong_AsLongLong(kobj);
+        if (key == -1 && PyErr_Occurred())
             goto done;
-        }
-        int64_t key = PyLong_AsLongLongAndOverflow(kobj, &overflow);
-        if (overflow || (key == -1 && PyErr_Occurred())) {
-            PyErr_Clear();
-            result = Py_NewRef(Py_None);
-            goto done;
-        }
         if (filled == n) {
             if (descending ? key <= entries[n - 1].key : key >= entries[n - 1].key)
                 continue;
@@ -767,7 +760,6 @@ Scanner_scan(Scanner *self, PyObject *raw)
         Py_RETURN_NONE;
     }
     Head head = {0};
-    head.timestamp = 0;
     self->decimals = 0;
     self->bids.count = self->asks.count = 0;
     int ok = accept(&c, '{');
@@ -826,13 +818,8 @@ compute_keys(RawLevels *levels, int decimals)
 {
     for (Py_ssize_t i = 0; i < levels->count; i++) {
         RawLevel *level = &levels->items[i];
-        uint64_t k = level->mantissa;
-        for (int shift = level->exp10 + decimals; shift > 0; shift--) {
-            if (k > (uint64_t)INT64_MAX / 10)
-                return 1;
-            k *= 10;
-        }
-        level->key = (int64_t)k;
+        if (scaled_key(level->mantissa, level->exp10 + decimals, &level->key))
+            return 1;
     }
     return 0;
 }
@@ -925,7 +912,7 @@ static PyTypeObject ScannerType = {
 
 static PyMethodDef methods[] = {
     {"levels", (PyCFunction)(void (*)(void))levels, METH_FASTCALL,
-     "levels(side, descending, n, scale) -> [(price, size), ...] best first, or None"},
+     "levels(side, descending, n, scale) -> [(price, size), ...] best first"},
     {"apply_levels", (PyCFunction)(void (*)(void))apply_levels, METH_FASTCALL,
      "apply_levels(side, levels, best, is_bid, decimals, price_parts) -> new best key"},
     {NULL, NULL, 0, NULL},

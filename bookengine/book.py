@@ -316,11 +316,8 @@ class OrderBook:
             if n < 0:
                 raise ValueError(f"depth must be >= 0, got {n}")
             if n > len(side):
-                n = -1  # every level (also keeps huge counts out of C)
-        levels = _side_levels(side, descending, n, self._scale)
-        if levels is None:  # keys beyond int64 (a very fine rescale): the Python sort
-            levels = _side_levels_py(side, descending, n, self._scale)
-        return levels
+                n = -1  # every level (keeps huge counts out of C)
+        return _side_levels(side, descending, n, self._scale)
 
     def size_at(self, side: str, price: str | float) -> float:
         """Size resting at `price` on "bid" or "ask" (0.0 if none)."""
