@@ -121,6 +121,11 @@ decimal_to_double(const char *s, Py_ssize_t n, double *out)
         PyErr_Clear();
         return 1;
     }
+    if (v == 0.0) { /* a non-zero decimal below a double's range is not zero: refuse it */
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (s[i] >= '1' && s[i] <= '9')
+                return 1;
+    }
     *out = v;
     return 0;
 }

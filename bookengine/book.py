@@ -88,6 +88,40 @@ def to_number(text: object) -> float:
     return float(mantissa * _POW10[exp10]) if exp10 >= 0 else mantissa / _POW10[-exp10]
 
 
+# size string -> float, for the Python path (sizes repeat as much as prices do)
+_size_cache: dict[str, float] = {}
+_MAX_SIZE_TEXT = 4096  # as the C accelerator: longer texts are refused
+
+
+def size_value(size: object) -> float:
+    """A size as a float, read exactly as the C accelerator reads it: a plain decimal string
+    (`_DECIMAL_RE`: ASCII digits, no sign, exponent, space or underscore) or a JSON number
+    (never a bool), finite and >= 0. A non-zero decimal too small for a float is refused,
+    never turned into a deletion. Raises `LevelError` otherwise."""
+    if type(size) is str:
+        value = _size_cache.get(size)
+        if value is not None:
+            return value
+        if len(size) > _MAX_SIZE_TEXT or not _DECIMAL_RE.match(size):
+            raise LevelError(f"size must be a non-negative decimal number, got {size[:40]!r}")
+        value = float(size)
+        if value == inf or (value == 0.0 and size.strip("0.")):
+            raise LevelError(f"size out of a float's range: {size[:40]!r}")
+        if len(_size_cache) >= _CACHE_MAX:
+            _size_cache.clear()
+        _size_cache[size] = value
+        return value
+    if type(size) is int or type(size) is float:
+        try:
+            value = float(size)
+        except OverflowError:
+            value = inf
+        if 0.0 <= value < inf:
+            return value
+        raise LevelError(f"size must be a finite non-negative number, got {str(size)[:40]}")
+    raise LevelError(f"size must be a string, got {type(size).__name__}")
+
+
 class _NeedsDecimalsPy(Exception):
     """A price has more decimals than the book's keys: rescale, then apply again."""
 
@@ -101,7 +135,11 @@ def _apply_levels_py(
     cache = _parts_cache
     pow10 = _POW10
     lost_best = False
-    for price, size in levels:
+    size_of = size_value
+    for level in levels:
+        if (type(level) is not list and type(level) is not tuple) or len(level) != 2:
+            raise LevelError(f"each level must be a [price, size] pair, got {str(level)[:40]}")
+        price, size = level
         parts = cache.get(price)
         mantissa, exp10 = parts if parts is not None else parts_of(price)
         shift = exp10 + decimals
@@ -112,13 +150,11 @@ def _apply_levels_py(
             raise LevelError(
                 f"price {price!r} does not fit this book's precision ({decimals} decimals)"
             )
-        amount = float(size)
-        if 0.0 < amount < inf:
+        amount = size_of(size)
+        if amount:
             side[key] = amount
             if (key > best) if is_bid else (key < best):
                 best = key
-        elif amount != 0.0:
-            raise LevelError(f"size must be a finite non-negative number: {size!r}")
         elif side.pop(key, None) is not None and key == best:
             lost_best = True
     if lost_best:
@@ -190,21 +226,30 @@ class OrderBook:
     # --- updates ----------------------------------------------------------------------
 
     def apply_snapshot(self, bids: list, asks: list) -> None:
-        """Replace the whole book. Level order does not matter (asks arrive worst-first)."""
+        """Replace the whole book. Level order does not matter (asks arrive worst-first).
+
+        The snapshot sets the book's precision afresh (the fewest decimals its prices
+        need), so one odd price in an earlier book never outlives that book. On a
+        `LevelError` the book is unchanged."""
+        decimals = 0
         while True:
             new_bids: dict[int, float] = {}
             new_asks: dict[int, float] = {}
             try:
-                best_bid = _apply_levels(new_bids, bids, -inf, True, self._decimals, price_parts)
-                best_ask = _apply_levels(new_asks, asks, inf, False, self._decimals, price_parts)
+                best_bid = _apply_levels(new_bids, bids, -inf, True, decimals, price_parts)
+                best_ask = _apply_levels(new_asks, asks, inf, False, decimals, price_parts)
             except NeedsDecimals as exc:
-                self._rescale(exc.args[0])
+                if exc.args[0] > _MAX_DECIMALS:
+                    raise LevelError(f"prices with more than {_MAX_DECIMALS} decimals") from None
+                decimals = exc.args[0]
                 continue
             except (TypeError, ValueError) as exc:
                 raise _level_error(exc) from None
             break
         self._bids, self._asks = new_bids, new_asks
         self._best_bid, self._best_ask = best_bid, best_ask
+        self._decimals = decimals
+        self._scale = _POW10[decimals]
 
     def apply_delta(self, bids: list, asks: list) -> None:
         """Apply `[price, size]` levels in any order; size 0 deletes (absent level: no-op).
@@ -252,10 +297,13 @@ class OrderBook:
         self._best_ask = min(self._asks) if self._asks else inf
 
     def clear(self) -> None:
+        """Empty the book (and forget its precision: the next snapshot sets it)."""
         self._bids = {}
         self._asks = {}
         self._best_bid = -inf
         self._best_ask = inf
+        self._decimals = 0
+        self._scale = 1
 
     # --- queries ----------------------------------------------------------------------
 

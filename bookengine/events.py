@@ -18,6 +18,7 @@ class SyncStatus(StrEnum):
     WAITING = "waiting_for_snapshot"
     SYNCED = "synced"
     OUT_OF_SYNC = "out_of_sync"
+    FAILING = "failing"  # recovery keeps failing: retried slowly (BookSync's RecoveryPolicy)
     UNSUBSCRIBED = "unsubscribed"
 
 
@@ -74,7 +75,10 @@ class BookUpdate(NamedTuple):
 
 
 class StatusChanged(NamedTuple):
-    """A book's sync status changed; `detail` explains (e.g. expected vs received seq)."""
+    """A stream's sync status changed; `detail` explains (e.g. expected vs received seq).
+
+    `topic` is the stream's key (`update:BTC-PERP_0`, `snapshotL1:BTC-PERP`): the same in
+    every status event of that stream, whatever spelling it was subscribed with."""
 
     arrival_ns: int
     symbol: str
@@ -82,10 +86,7 @@ class StatusChanged(NamedTuple):
     status: SyncStatus
     reason: Reason
     detail: str = ""
-
-    @property
-    def topic(self) -> str:
-        return _topic(self.symbol, self.grouping)
+    topic: str = ""
 
 
 class Resubscribe(NamedTuple):
@@ -126,7 +127,8 @@ class Pong(NamedTuple):
 
 
 class L1Quote(NamedTuple):
-    """A `snapshotL1:` frame: best bid/ask as the exchange reports it, no sequence."""
+    """A `snapshotL1:` frame: best bid/ask as the exchange reports it, no sequence.
+    `topic` is the stream's key (`snapshotL1:BTC-PERP`, or `snapshotL1:BTC-PERP_3`)."""
 
     arrival_ns: int
     exchange_ms: int | None
@@ -135,6 +137,7 @@ class L1Quote(NamedTuple):
     bid_size: float | None
     ask_price: float | None
     ask_size: float | None
+    topic: str = ""
 
 
 Event = (

@@ -4,26 +4,51 @@ It never awaits, sleeps, reads a clock or touches a socket: the caller passes th
 time with each frame and carries out the `Resubscribe` actions it returns. The same bytes
 fed in the same order give the same events, which is what makes replay equal live.
 
-Per book (routed by `data.symbol` + grouping, never by the topic's spelling):
+Streams. One state per stream *key* (`Topic.key`): `update:SYM_G` for a book and
+`snapshotL1:SYM[_G]` for L1 quotes. Frames are routed by `data.symbol` (folded to its
+socket name by `bookengine.naming`) + the topic's kind and grouping, never by the topic's
+spelling. `update:SYM` carries the `_0` chain (PROTOCOL.md), so a frame on `update:SYM`
+updates the book of an `update:SYM_0` subscription and vice versa: one book, one chain.
+Frames of streams nobody subscribed are counted (`stats.unsolicited`) and dropped: they
+create no state and never cause a resubscribe.
+
+Per book:
 
     waiting_for_snapshot --snapshot--> synced --gap / crossed / bad frame--> out_of_sync
-            ^                                                                   |
-            +----------------- Resubscribe action (unsubscribe + subscribe) ----+
+            ^                            ^                                      |
+            | subscribe                  +-------- any snapshot ----------------+
+                                                                                | budget
+                                                     failing <------------------+ spent
+
+What a snapshot means: while a book is not synced, the snapshot that follows is the
+answer to our (re)subscribe and replaces the book *whatever its seqNum*: a restarted
+chain is a new chain. Only a snapshot that arrives while the book is synced and is older
+than what the book already holds is stale.
+
+Recovery budget (`RecoveryPolicy`): the first failure resubscribes at once; each further
+failure in a row waits twice as long (1 s, 2 s, ... jittered, capped at 60 s); after
+`report_after` failures in a row the book is reported `failing` (status event, counter)
+and retried once per `max_delay_s`, never faster, never abandoned. A book that stayed
+synced for `stable_s` starts with a fresh budget. A snapshot timeout (subscribed, acked,
+then silent: an out-of-range grouping) is a failure like any other.
 
 While a book is not synced its deltas are counted and ignored and no top-of-book is
-published: only a new snapshot makes it valid again.
+published: only a new snapshot makes it valid again. L1 streams are `synced` from their
+first quote on; they have no sequence, so only a lost connection or a rejection ends that.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
 
 from bookengine import book as _book_module
-from bookengine.book import OrderBook, to_number
-from bookengine.errors import BookEngineError, FrameError
+from bookengine import naming
+from bookengine.book import OrderBook, size_value, to_number
+from bookengine.errors import BookEngineError, FrameError, TopicError
 from bookengine.events import (
     BadFrame,
     BookUpdate,
@@ -46,11 +71,41 @@ _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (~2
 _NO_EVENTS: tuple = ()
 _SYNCED = SyncStatus.SYNCED
 _SAMPLE = 200  # bytes of a bad frame kept in its event
+_MAX_ROUTES = 10_000  # (topic spelling, data.symbol) pairs remembered
+
+
+@dataclass(frozen=True)
+class RecoveryPolicy:
+    """How a book that keeps failing is retried (see the module docstring)."""
+
+    first_delay_s: float = 1.0  # the wait before the second resubscribe in a row
+    max_delay_s: float = 60.0  # the cap, and the pace of a failing book
+    report_after: int = 5  # failures in a row before the book is reported failing
+    stable_s: float = 30.0  # synced this long: the next failure starts a fresh budget
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_delay_s <= self.max_delay_s:
+            raise ValueError("RecoveryPolicy: need 0 < first_delay_s <= max_delay_s")
+        if self.report_after < 1 or self.stable_s < 0:
+            raise ValueError("RecoveryPolicy: report_after >= 1 and stable_s >= 0")
+
+    def delay_ns(self, failures: int, key: str) -> int:
+        """The wait before resubscribing after `failures` failures in a row. Jittered
+        (0.5x-1x) by a hash of the key, so many failing books spread out, and the same
+        inputs always give the same waits (replay, tests)."""
+        if failures <= 1:
+            return 0
+        if failures > self.report_after:
+            base = self.max_delay_s
+        else:
+            base = min(self.max_delay_s, self.first_delay_s * 2 ** (failures - 2))
+        jitter = 0.5 + (zlib.crc32(f"{key}#{failures}".encode()) % 1000) / 2000
+        return int(base * jitter * 1e9)
 
 
 @dataclass(slots=True)
 class TopicStats:
-    """Counters of one book (one symbol + grouping)."""
+    """Counters of one stream (one book, or one L1 stream)."""
 
     snapshots: int = 0
     deltas: int = 0
@@ -59,8 +114,10 @@ class TopicStats:
     crossed: int = 0
     stale_snapshots: int = 0
     bad_frames: int = 0
-    resyncs: int = 0
+    resyncs: int = 0  # times the book went out of sync
+    resubscribes: int = 0  # Resubscribe actions emitted
     timeouts: int = 0
+    failing: int = 0  # times the book was reported failing
     top_changes: int = 0
     l1: int = 0
 
@@ -71,13 +128,14 @@ class TopicStats:
 
 @dataclass
 class SyncStats:
-    """Counters of a whole `BookSync`; `topics` maps canonical topic -> TopicStats."""
+    """Counters of a whole `BookSync`; `topics` maps stream key -> TopicStats."""
 
     bad_frames: int = 0
     error_frames: int = 0
     acks: int = 0
     pongs: int = 0
     l1_frames: int = 0
+    unsolicited: int = 0  # frames of streams nobody subscribed (dropped)
     topics: dict[str, TopicStats] = field(default_factory=dict)
 
     @property
@@ -85,7 +143,9 @@ class SyncStats:
         """Every frame fed (derived: the hot path counts per topic only)."""
         routed = sum(t.frames for t in self.topics.values())
         unrouted_bad = self.bad_frames - sum(t.bad_frames for t in self.topics.values())
-        return routed + unrouted_bad + self.error_frames + self.acks + self.pongs
+        return (
+            routed + unrouted_bad + self.error_frames + self.acks + self.pongs + self.unsolicited
+        )
 
     @property
     def gaps(self) -> int:
@@ -95,21 +155,43 @@ class SyncStats:
     def resyncs(self) -> int:
         return sum(t.resyncs for t in self.topics.values())
 
+    @property
+    def resubscribes(self) -> int:
+        return sum(t.resubscribes for t in self.topics.values())
+
 
 class _Book:
-    """Sync state of one symbol + grouping."""
+    """Sync state of one stream."""
 
-    __slots__ = ("symbol", "grouping", "book", "status", "last_seq", "top", "topic", "stats")
+    __slots__ = (
+        "key",
+        "is_l1",
+        "symbol",
+        "grouping",
+        "topic",
+        "book",
+        "status",
+        "last_seq",
+        "top",
+        "stats",
+        "failures",
+        "synced_ns",
+    )
 
-    def __init__(self, symbol: str, grouping: int | None, topic: str) -> None:
-        self.symbol = symbol
-        self.grouping = grouping
-        self.book = OrderBook(symbol)
+    def __init__(self, topic: Topic, spelled: str) -> None:
+        self.key = topic.key
+        self.is_l1 = topic.kind == "snapshotL1"
+        self.symbol = topic.symbol
+        # a book's grouping (0..); an L1 stream's as subscribed (None: unsuffixed)
+        self.grouping = topic.grouping if self.is_l1 else topic.book_grouping
+        self.topic = spelled  # what a resubscribe sends
+        self.book = OrderBook(topic.symbol)
         self.status = SyncStatus.WAITING
-        self.last_seq = -1  # seq of the last snapshot/delta applied; -1: none on this socket
-        self.top: tuple | None = None
-        self.topic = topic  # the spelling we subscribed with: what a resubscribe must send
+        self.last_seq = -1  # seq of the last snapshot/delta applied; -1: none
+        self.top: tuple | L1Quote | None = None
         self.stats = TopicStats()
+        self.failures = 0  # failed recoveries in a row
+        self.synced_ns: int | None = None  # since when synced
 
 
 class BookSync:
@@ -117,21 +199,30 @@ class BookSync:
 
     `book_updates=True` also emits a `BookUpdate` for every applied snapshot/delta (off by
     default: most strategies want top-of-book only, and the event costs per frame).
-    `snapshot_timeout_s`: a subscribed topic with no snapshot after this long is
-    resubscribed (an out-of-range grouping is acknowledged and then stays silent).
+    `snapshot_timeout_s`: a subscribed book with no snapshot after this long counts as a
+    failed recovery (an out-of-range grouping is acknowledged and then stays silent).
+    `recovery`: how failing books are retried (`RecoveryPolicy`).
     """
 
-    def __init__(self, *, book_updates: bool = False, snapshot_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        book_updates: bool = False,
+        snapshot_timeout_s: float = 10.0,
+        recovery: RecoveryPolicy | None = None,
+    ) -> None:
         if snapshot_timeout_s <= 0:
             raise ValueError("snapshot_timeout_s must be > 0")
         self._book_updates = book_updates
         self._timeout_ns = int(snapshot_timeout_s * 1e9)
-        self._books: dict[tuple[str, int | None], _Book] = {}
-        # Frames are routed by data.symbol + grouping; these caches map what was sent to it.
+        self.recovery = recovery or RecoveryPolicy()
+        self._books: dict[str, _Book] = {}  # stream key -> state (subscribed once)
+        self._subscribed: dict[str, _Book] = {}  # stream key -> state, while subscribed
+        # Frames are routed by data.symbol; these caches map what arrives to the state.
         self._routes: dict[str, _Book] = {}  # topic as sent -> book (symbol checked per frame)
-        self._routes_by_pair: dict[tuple[str, str], _Book] = {}  # (topic as sent, data.symbol)
-        self._subscribed: set[str] = set()
-        self._pending: dict[str, int] = {}  # topic -> since when we wait for its snapshot
+        self._routes_by_pair: dict[tuple[str, str], _Book] = {}  # (topic, data.symbol)
+        self._pending: dict[str, int] = {}  # key -> since when we wait for its snapshot
+        self._retries: dict[str, int] = {}  # key -> when to resubscribe
         self.stats = SyncStats()
         # Reads well-formed deltas straight from the bytes (C accelerator; None without it).
         scanner = _book_module.Scanner
@@ -140,113 +231,108 @@ class BookSync:
     # --- what the I/O layer tells us -------------------------------------------------
 
     def subscribe(self, topics: Iterable[str], now_ns: int) -> list[Event]:
-        """We sent a subscribe for `topics`: expect a snapshot for each."""
+        """We sent a subscribe for `topics` (any spelling): expect a snapshot for each."""
         events: list[Event] = []
-        for text in topics:
+        for text in _topic_list(topics):
             topic = Topic.parse(text)
-            self._subscribed.add(text)
-            if topic.kind != "update":
-                continue
-            self._pending[text] = now_ns
-            state = self._books.get((topic.symbol, topic.grouping))
-            if state is not None:
-                self._set_status(state, SyncStatus.WAITING, Reason.SUBSCRIBED, now_ns, events)
-            else:
-                events.append(
-                    StatusChanged(
-                        now_ns, topic.symbol, topic.grouping, SyncStatus.WAITING, Reason.SUBSCRIBED
-                    )
-                )
+            state = self._books.get(topic.key)
+            if state is None:
+                state = self._books[topic.key] = _Book(topic, text)
+                self.stats.topics[topic.key] = state.stats
+            state.topic = text
+            self._subscribed[topic.key] = state
+            self._retries.pop(topic.key, None)
+            if not state.is_l1:
+                self._pending[topic.key] = now_ns
+            state.book.clear()
+            state.last_seq = -1
+            self._set_status(state, SyncStatus.WAITING, Reason.SUBSCRIBED, now_ns, events)
         return events
 
     def unsubscribe(self, topics: Iterable[str], now_ns: int) -> list[Event]:
-        """We sent an unsubscribe: those books stop being valid and stop being watched."""
+        """We sent an unsubscribe: those streams stop being valid and stop being watched."""
         events: list[Event] = []
-        for text in topics:
-            topic = Topic.parse(text)
-            self._subscribed.discard(text)
-            self._pending.pop(text, None)
-            for state in self._books.values():
-                if state.topic == text or (state.symbol, state.grouping) == (
-                    topic.symbol,
-                    topic.grouping,
-                ):
-                    state.book.clear()
-                    state.last_seq = -1
-                    self._set_status(
-                        state, SyncStatus.UNSUBSCRIBED, Reason.UNSUBSCRIBED, now_ns, events
-                    )
+        for text in _topic_list(topics):
+            state = self._subscribed.get(Topic.parse(text).key)
+            if state is not None:
+                self._drop(state, Reason.UNSUBSCRIBED, now_ns, events)
         return events
 
     def connection_lost(self, now_ns: int) -> list[Event]:
-        """The socket is gone: every book is invalid until the new socket's snapshots.
+        """The socket is gone: every stream is invalid until the new socket's snapshots.
 
         Sequence history is forgotten too: a restarted server may start a new chain."""
         events: list[Event] = []
-        for state in self._books.values():
+        for state in self._subscribed.values():
             state.book.clear()
             state.last_seq = -1
-            if state.status is not SyncStatus.UNSUBSCRIBED:
-                self._set_status(
-                    state, SyncStatus.OUT_OF_SYNC, Reason.CONNECTION_LOST, now_ns, events
-                )
+            state.synced_ns = None
+            self._set_status(state, SyncStatus.OUT_OF_SYNC, Reason.CONNECTION_LOST, now_ns, events)
         self._pending.clear()
+        self._retries.clear()  # the next socket subscribes every topic anyway
         return events
 
     def check_timeouts(self, now_ns: int) -> list[Event]:
-        """Call now and then (the Feed does once a second): resubscribe silent topics."""
+        """Call now and then (the Feed does once a second): books still without a snapshot
+        after `snapshot_timeout_s` fail; resubscribes that the budget delayed fall due."""
         events: list[Event] = []
-        for text, since in list(self._pending.items()):
+        for key, since in list(self._pending.items()):
             if now_ns - since < self._timeout_ns:
                 continue
-            self._pending[text] = now_ns  # the resubscribe restarts the clock
-            topic = Topic.parse(text)
-            state = self._state_for(topic.symbol, topic.grouping, text)
+            del self._pending[key]
+            state = self._subscribed[key]
             state.stats.timeouts += 1
-            state.stats.resyncs += 1
             waited = (now_ns - since) / 1e9
-            events.append(
-                StatusChanged(
-                    now_ns,
-                    topic.symbol,
-                    topic.grouping,
-                    SyncStatus.OUT_OF_SYNC,
-                    Reason.SNAPSHOT_TIMEOUT,
-                    f"no snapshot {waited:.1f}s after subscribe",
-                )
-            )
-            state.status = SyncStatus.WAITING
-            events.append(Resubscribe(text, Reason.SNAPSHOT_TIMEOUT))
+            detail = f"no snapshot {waited:.1f}s after (re)subscribing"
+            events.extend(self._out_of_sync(state, now_ns, Reason.SNAPSHOT_TIMEOUT, detail))
+        for key, due in list(self._retries.items()):
+            if now_ns >= due:
+                del self._retries[key]
+                events.append(self._resubscribe(self._subscribed[key], now_ns, None))
         return events
 
-    # --- queries --------------------------------------------------------------------
+    # --- queries: any spelling of a symbol or topic ---------------------------------
 
     def book(self, symbol: str, grouping: int | None = 0) -> OrderBook | None:
         """The book if it is synced, else None: an unsynced book is never handed out."""
-        state = self._books.get((symbol, grouping))
-        if state is None or state.status is not _SYNCED:
+        state = self._books.get(_key(symbol, grouping))
+        if state is None or state.status is not _SYNCED or state.is_l1:
             return None
         return state.book
 
     def status(self, symbol: str, grouping: int | None = 0) -> SyncStatus | None:
-        state = self._books.get((symbol, grouping))
+        state = self._books.get(_key(symbol, grouping))
         return None if state is None else state.status
 
     def last_seq(self, symbol: str, grouping: int | None = 0) -> int | None:
-        state = self._books.get((symbol, grouping))
+        state = self._books.get(_key(symbol, grouping))
         return None if state is None or state.last_seq < 0 else state.last_seq
 
+    def quote(self, topic: str) -> L1Quote | None:
+        """The latest quote of a subscribed `snapshotL1:` stream (None before the first)."""
+        state = self._books.get(_key(topic, None))
+        if state is None or not state.is_l1 or state.status is not _SYNCED:
+            return None
+        return state.top  # type: ignore[return-value]
+
     def books(self) -> dict[str, OrderBook]:
-        """Every synced book by canonical topic."""
+        """Every synced book by stream key."""
         return {
-            _canonical(s.symbol, s.grouping): s.book
-            for s in self._books.values()
-            if s.status is _SYNCED
+            s.key: s.book for s in self._books.values() if s.status is _SYNCED and not s.is_l1
         }
+
+    def topic_stats(self, topic: str) -> TopicStats | None:
+        """Counters of one stream (any spelling)."""
+        return self.stats.topics.get(_key(topic, 0))
+
+    @property
+    def subscribed(self) -> dict[str, str]:
+        """Subscribed streams: key -> the spelling sent."""
+        return {key: state.topic for key, state in self._subscribed.items()}
 
     @property
     def pending(self) -> dict[str, int]:
-        """Subscribed topics still waiting for their first snapshot (topic -> since ns)."""
+        """Subscribed books waiting for a snapshot (key -> since ns)."""
         return dict(self._pending)
 
     # --- the hot path ----------------------------------------------------------------
@@ -256,62 +342,66 @@ class BookSync:
 
         Returns the events it caused, often none; the sequence must not be mutated.
         """
-        scanner = self._scanner
-        if scanner is not None:
-            head = scanner.scan(raw)
-            if head is not None:
-                # A well-formed delta, read without orjson (see _fastbook.c). If it is the
-                # next one of a synced book, apply it here; anything else takes the
-                # general path below, which parses the frame again and decides.
-                topic, symbol, seq, prev, timestamp = head
-                state = self._routes.get(topic)
-                if (
-                    state is not None
-                    and state.status is _SYNCED
-                    and prev == state.last_seq
-                    and state.symbol == symbol
-                ):
-                    book = state.book
-                    bests = scanner.apply(
-                        book._bids, book._asks, book._best_bid, book._best_ask, book._decimals
-                    )
-                    if bests is not None:
-                        book._best_bid, book._best_ask = bests
-                        return self._delta_applied(state, arrival_ns, timestamp, seq)
         try:
-            msg = _loads(raw)
-        except orjson.JSONDecodeError as exc:
-            if raw == b"pong" or raw == "pong":
-                self.stats.pongs += 1
-                return [Pong(arrival_ns)]
-            return self._bad(arrival_ns, raw, f"invalid JSON: {exc}")
-        except TypeError:
-            return self._bad(
-                arrival_ns, raw, f"frame must be bytes or str, got {type(raw).__name__}"
-            )
-        if type(msg) is not dict:
-            return self._control(arrival_ns, raw, msg)
-        data = msg.get("data")
-        if type(data) is not dict:
-            return self._control(arrival_ns, raw, msg)
-        state = self._routes.get(msg.get("topic"))
-        if state is None or state.symbol != data.get("symbol"):
-            state = self._learn_route(msg, data)
-            if type(state) is str:
-                return self._bad(arrival_ns, raw, state, msg.get("topic"))
-        try:
-            # The hot path, inline (a call costs ~0.1 us): the next delta of a synced book.
-            if data["type"] == "delta" and state.status is _SYNCED:
-                seq = data["seqNum"]
-                if data["prevSeqNum"] == state.last_seq and type(seq) is int:
-                    return self._apply_delta(state, data, arrival_ns, seq)
-            return self._book_frame(state, data, arrival_ns)
-        except (KeyError, TypeError, ValueError, BookEngineError) as exc:
-            return self._bad_book_frame(state, arrival_ns, raw, exc)
+            scanner = self._scanner
+            if scanner is not None:
+                head = scanner.scan(raw)
+                if head is not None:
+                    # A well-formed delta, read without orjson (see _fastbook.c). If it is
+                    # the next one of a synced book, apply it here; anything else takes the
+                    # general path below, which parses the frame again and decides.
+                    topic, symbol, seq, prev, timestamp = head
+                    state = self._routes.get(topic)
+                    if (
+                        state is not None
+                        and state.status is _SYNCED
+                        and prev == state.last_seq
+                        and state.symbol == symbol
+                    ):
+                        book = state.book
+                        bests = scanner.apply(
+                            book._bids, book._asks, book._best_bid, book._best_ask, book._decimals
+                        )
+                        if bests is not None:
+                            book._best_bid, book._best_ask = bests
+                            return self._delta_applied(state, arrival_ns, timestamp, seq)
+            try:
+                msg = _loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if raw == b"pong" or raw == "pong":
+                    self.stats.pongs += 1
+                    return [Pong(arrival_ns)]
+                return self._bad(arrival_ns, raw, f"invalid JSON: {exc}")
+            except TypeError:
+                return self._bad(
+                    arrival_ns, raw, f"frame must be bytes or str, got {type(raw).__name__}"
+                )
+            if type(msg) is not dict:
+                return self._control(arrival_ns, raw, msg)
+            data = msg.get("data")
+            if type(data) is not dict:
+                return self._control(arrival_ns, raw, msg)
+            topic = msg.get("topic")
+            state = self._routes.get(topic) if type(topic) is str else None
+            if state is None or state.symbol != data.get("symbol"):
+                state = self._route(arrival_ns, raw, topic, data)
+                if type(state) is not _Book:
+                    return state  # events: bad frame, unsolicited, or an L1 quote
+            try:
+                # The hot path, inline (a call costs ~0.1 us): the next delta of a synced book.
+                if data["type"] == "delta" and state.status is _SYNCED:
+                    seq = data["seqNum"]
+                    if data["prevSeqNum"] == state.last_seq and type(seq) is int:
+                        return self._apply_delta(state, data, arrival_ns, seq)
+                return self._book_frame(state, data, arrival_ns)
+            except (KeyError, IndexError, TypeError, ValueError, BookEngineError) as exc:
+                return self._bad_book_frame(state, data, arrival_ns, raw, exc)
+        except Exception as exc:  # a bug of ours: still never fatal to the feed
+            return self._bad(arrival_ns, raw, f"internal error {type(exc).__name__}: {exc}")
 
     def _apply_delta(self, state: _Book, data: dict, arrival_ns: int, seq: int) -> Sequence[Event]:
         state.book.apply_delta(data["bids"], data["asks"])
-        return self._delta_applied(state, arrival_ns, data.get("timestamp"), seq)
+        return self._delta_applied(state, arrival_ns, _timestamp(data), seq)
 
     def _delta_applied(
         self, state: _Book, arrival_ns: int, timestamp: int | None, seq: int
@@ -355,54 +445,46 @@ class BookSync:
     def _book_frame(self, state: _Book, data: dict, arrival_ns: int) -> Sequence[Event]:
         """Every book frame but the in-sequence delta of a synced book."""
         typ = data["type"]
+        if typ == "snapshot":
+            return self._snapshot(state, data, arrival_ns)
         if typ != "delta":
-            return self._other(state, data, arrival_ns)
+            raise FrameError(f"unknown book frame type {str(typ)[:40]!r}")
         stats = state.stats
         stats.deltas += 1
         if state.status is _SYNCED:
             return self._gap(state, arrival_ns, data["prevSeqNum"], data["seqNum"])
         stats.ignored += 1
-        if state.last_seq < 0 and not self._pending and state.status is SyncStatus.WAITING:
-            # Nobody asked for this book and no snapshot is on its way (e.g. a replay
-            # that starts mid-stream): say so once and ask for one.
-            return self._out_of_sync(
-                state, arrival_ns, Reason.DELTA_BEFORE_SNAPSHOT, "delta before any snapshot"
-            )
         return _NO_EVENTS
-
-    def _other(self, state: _Book, data: dict, arrival_ns: int) -> Sequence[Event]:
-        typ = data["type"]
-        if typ == "snapshot":
-            return self._snapshot(state, data, arrival_ns)
-        if typ == "snapshotL1":
-            return self._l1(state, data, arrival_ns)
-        raise FrameError(f"unknown frame type {typ!r}")
 
     def _snapshot(self, state: _Book, data: dict, arrival_ns: int) -> Sequence[Event]:
         stats = state.stats
         seq = data["seqNum"]
         if type(seq) is not int:
-            raise FrameError(f"snapshot seqNum must be an integer, got {seq!r}")
-        bids, asks = data["bids"], data["asks"]
-        self._pending.pop(state.topic, None)
-        if seq < state.last_seq:
-            stats.snapshots += 1
+            raise FrameError(f"snapshot seqNum must be an integer, got {str(seq)[:40]!r}")
+        stats.snapshots += 1
+        book = state.book
+        if state.status is _SYNCED and seq < state.last_seq:
+            # Unsolicited and older than what we hold. (While not synced, the snapshot is
+            # the answer to our resubscribe and is taken whatever its seqNum.)
             stats.stale_snapshots += 1
-            state.book.clear()
             return self._out_of_sync(
                 state,
                 arrival_ns,
                 Reason.STALE_SNAPSHOT,
                 f"snapshot seqNum {seq} is older than {state.last_seq} already seen",
             )
-        book = state.book
-        book.apply_snapshot(bids, asks)
-        stats.snapshots += 1
+        scale = book._scale
+        book.apply_snapshot(data["bids"], data["asks"])
+        if book._scale != scale and type(state.top) is tuple:
+            state.top = _rescaled(state.top, scale, book._scale)  # compare like with like
         state.last_seq = seq
+        self._pending.pop(state.key, None)
+        self._retries.pop(state.key, None)
         if book.crossed:
             return self._crossed(state, arrival_ns, seq)
         events: list[Event] = []
         if state.status is not _SYNCED:
+            state.synced_ns = arrival_ns
             self._set_status(state, _SYNCED, Reason.SNAPSHOT, arrival_ns, events, f"seqNum {seq}")
         top = (
             book._best_bid,
@@ -410,13 +492,14 @@ class BookSync:
             book._best_ask,
             book._asks.get(book._best_ask),
         )
+        timestamp = _timestamp(data)
         if top != state.top:
             state.top = top
             stats.top_changes += 1
             events.append(
                 TopOfBook(
                     arrival_ns,
-                    data.get("timestamp"),
+                    timestamp,
                     state.symbol,
                     state.grouping,
                     seq,
@@ -428,64 +511,75 @@ class BookSync:
             )
         if self._book_updates:
             events.append(
-                BookUpdate(
-                    arrival_ns, data.get("timestamp"), state.symbol, state.grouping, seq, book
-                )
+                BookUpdate(arrival_ns, timestamp, state.symbol, state.grouping, seq, book)
             )
         return events
 
     def _l1(self, state: _Book, data: dict, arrival_ns: int) -> Sequence[Event]:
-        bids, asks = data["bids"], data["asks"]
-        bid = bids[0] if bids else (None, None)
-        ask = asks[0] if asks else (None, None)
+        bids, asks = data.get("bids"), data.get("asks")
+        if type(bids) is not list or type(asks) is not list:
+            raise FrameError("snapshotL1: bids/asks must be lists")
+        bid_price, bid_size = _l1_level(bids)
+        ask_price, ask_size = _l1_level(asks)
         quote = L1Quote(
             arrival_ns,
-            data.get("timestamp"),
+            _timestamp(data),
             state.symbol,
-            None if bid[0] is None else to_number(bid[0]),
-            None if bid[1] is None else to_number(bid[1]),
-            None if ask[0] is None else to_number(ask[0]),
-            None if ask[1] is None else to_number(ask[1]),
+            bid_price,
+            bid_size,
+            ask_price,
+            ask_size,
+            state.key,
         )
         self.stats.l1_frames += 1
         state.stats.l1 += 1
-        return [quote]
+        state.top = quote
+        events: list[Event] = []
+        if state.status is not _SYNCED:
+            self._set_status(state, _SYNCED, Reason.SNAPSHOT, arrival_ns, events, "first quote")
+        events.append(quote)
+        return events
 
     # --- the rare paths ----------------------------------------------------------------
 
-    def _learn_route(self, msg: dict, data: dict) -> _Book | str:
-        """A (topic spelling, data.symbol) pair seen for the first time: find its book.
-        Returns the reason as a string if the frame cannot be routed."""
-        text, symbol = msg.get("topic"), data.get("symbol")
-        if not isinstance(text, str) or not isinstance(symbol, str):
-            return "data frame without a topic string and data.symbol"
-        try:
-            topic = Topic.parse(text)
-        except BookEngineError as exc:
-            return str(exc)
+    def _route(
+        self, arrival_ns: int, raw: bytes | str, text: object, data: dict
+    ) -> _Book | Sequence[Event]:
+        """A data frame the route cache does not know: its book, or the events it makes
+        (a bad frame, an L1 quote, or nothing for an unsolicited stream)."""
+        symbol = data.get("symbol")
+        if type(text) is not str or type(symbol) is not str:
+            return self._bad(arrival_ns, raw, "data frame without a topic string and data.symbol")
         state = self._routes_by_pair.get((text, symbol))
         if state is None:
-            # L1 quotes get a state of their own (grouping -1), apart from every book.
-            grouping = -1 if topic.kind == "snapshotL1" else topic.grouping
-            state = self._routes_by_pair[(text, symbol)] = self._state_for(symbol, grouping, text)
+            try:
+                topic = Topic.parse(text)
+                key = Topic(topic.kind, naming.canonical(symbol), topic.grouping).key
+            except TopicError as exc:
+                return self._bad(arrival_ns, raw, str(exc)[:300], text[:100])
+            state = self._subscribed.get(key)
+            if state is None:
+                self.stats.unsolicited += 1
+                return _NO_EVENTS
+            if len(self._routes_by_pair) >= _MAX_ROUTES:
+                self._routes_by_pair.clear()
+            self._routes_by_pair[(text, symbol)] = state
+        if state.is_l1:
+            try:
+                return self._l1(state, data, arrival_ns)
+            except (KeyError, IndexError, TypeError, ValueError, BookEngineError) as exc:
+                state.stats.bad_frames += 1
+                return self._bad(arrival_ns, raw, _reason(exc), state.key)
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
         self._routes[text] = state
-        return state
-
-    def _state_for(self, symbol: str, grouping: int | None, topic: str) -> _Book:
-        key = (symbol, grouping)
-        state = self._books.get(key)
-        if state is None:
-            state = self._books[key] = _Book(symbol, grouping, topic)
-            self.stats.topics[_canonical(symbol, grouping)] = state.stats
-        if topic in self._subscribed:
-            state.topic = topic  # resubscribe with the spelling we subscribed with
         return state
 
     def _control(self, arrival_ns: int, raw: bytes | str, msg: object) -> Sequence[Event]:
         try:
             message = decode_parsed(msg)
         except BookEngineError as exc:
-            return self._bad(arrival_ns, raw, str(exc))
+            return self._bad(arrival_ns, raw, str(exc)[:300])
         if isinstance(message, Ack):
             self.stats.acks += 1
             cls = Subscribed if message.event == "subscribe" else Unsubscribed
@@ -498,76 +592,95 @@ class BookSync:
         self.stats.error_frames += 1
         events: list[Event] = [ExchangeErrors(arrival_ns, tuple(message.errors))]
         for error in message.errors:
-            if error.arg in self._subscribed:
-                # The exchange refused this topic: no snapshot will ever come.
-                self._subscribed.discard(error.arg)
-                self._pending.pop(error.arg, None)
-                try:
-                    topic = Topic.parse(error.arg)
-                except BookEngineError:
-                    continue
-                detail = f"{error.code}: {error.message}"
-                state = self._books.get((topic.symbol, topic.grouping))
-                if state is not None:
-                    state.book.clear()
-                    self._set_status(
-                        state, SyncStatus.UNSUBSCRIBED, Reason.REJECTED, arrival_ns, events, detail
-                    )
-                else:
-                    events.append(
-                        StatusChanged(
-                            arrival_ns,
-                            topic.symbol,
-                            topic.grouping,
-                            SyncStatus.UNSUBSCRIBED,
-                            Reason.REJECTED,
-                            detail,
-                        )
-                    )
+            if error.arg is None:
+                continue
+            try:
+                key = Topic.parse(error.arg).key
+            except TopicError:
+                continue
+            state = self._subscribed.get(key)
+            if state is not None:  # the exchange refused it: no snapshot will ever come
+                self._drop(state, Reason.REJECTED, arrival_ns, events, f"{error.code}: {error}")
         return events
+
+    def _drop(
+        self, state: _Book, reason: Reason, now_ns: int, events: list[Event], detail: str = ""
+    ) -> None:
+        """The stream is no longer subscribed (unsubscribed or rejected)."""
+        key = state.key
+        del self._subscribed[key]
+        self._pending.pop(key, None)
+        self._retries.pop(key, None)
+        self._routes.clear()  # rare: cheaper to relearn than to find every alias
+        self._routes_by_pair.clear()
+        state.book.clear()
+        state.last_seq = -1
+        state.failures = 0
+        state.synced_ns = None
+        self._set_status(state, SyncStatus.UNSUBSCRIBED, reason, now_ns, events, detail)
 
     def _gap(self, state: _Book, arrival_ns: int, prev: object, seq: object) -> Sequence[Event]:
         state.stats.gaps += 1
         if type(seq) is int and seq > state.last_seq:
-            detail = f"expected prevSeqNum {state.last_seq}, got {prev} (seqNum {seq})"
+            detail = f"expected prevSeqNum {state.last_seq}, got {str(prev)[:40]} (seqNum {seq})"
         else:
-            detail = f"stale or duplicate delta: seqNum {seq} after {state.last_seq}"
-        if type(seq) is int:
-            state.last_seq = max(state.last_seq, seq)
-        state.book.clear()
+            detail = f"stale or duplicate delta: seqNum {str(seq)[:40]} after {state.last_seq}"
         return self._out_of_sync(state, arrival_ns, Reason.GAP, detail)
 
     def _crossed(self, state: _Book, arrival_ns: int, seq: int) -> Sequence[Event]:
         state.stats.crossed += 1
         bid, ask = state.book.best_bid, state.book.best_ask
         detail = f"best bid {bid[0]!r} >= best ask {ask[0]!r} at seqNum {seq}"
-        state.book.clear()
         return self._out_of_sync(state, arrival_ns, Reason.CROSSED, detail)
 
     def _bad_book_frame(
-        self, state: _Book, arrival_ns: int, raw: bytes | str, exc: Exception
+        self, state: _Book, data: dict, arrival_ns: int, raw: bytes | str, exc: Exception
     ) -> Sequence[Event]:
-        """A frame for a known book that we could not apply: its content is lost, so the
-        book is as good as gapped."""
+        """A frame for a known book that we could not apply: its content is lost, so a
+        synced book is as good as gapped, and a bad snapshot is a failed recovery."""
         state.stats.bad_frames += 1
-        reason = exc.reason if isinstance(exc, FrameError) else f"{type(exc).__name__}: {exc}"
-        events: list[Event] = list(self._bad(arrival_ns, raw, reason, state.topic))
-        if state.status is _SYNCED:
-            state.book.clear()
+        reason = _reason(exc)
+        events: list[Event] = list(self._bad(arrival_ns, raw, reason, state.key))
+        if state.status is _SYNCED or data.get("type") == "snapshot":
             events.extend(self._out_of_sync(state, arrival_ns, Reason.BAD_FRAME, reason))
         return events
 
     def _out_of_sync(
         self, state: _Book, arrival_ns: int, reason: Reason, detail: str
     ) -> list[Event]:
+        """The book is invalid: report it and resubscribe within the recovery budget."""
+        policy = self.recovery
+        if state.synced_ns is not None and arrival_ns - state.synced_ns >= policy.stable_s * 1e9:
+            state.failures = 0  # it had been fine for a while: a fresh budget
+        state.failures += 1
+        state.synced_ns = None
+        state.book.clear()
+        state.last_seq = -1
+        stats = state.stats
+        stats.resyncs += 1
+        self._pending.pop(state.key, None)
         events: list[Event] = []
-        self._set_status(state, SyncStatus.OUT_OF_SYNC, reason, arrival_ns, events, detail)
-        state.status = SyncStatus.WAITING  # the resubscribe below brings a snapshot
-        state.stats.resyncs += 1
-        state.top = None
-        self._pending[state.topic] = arrival_ns
-        events.append(Resubscribe(state.topic, reason))
+        if state.failures >= policy.report_after:
+            if state.status is not SyncStatus.FAILING:
+                stats.failing += 1
+                detail = (
+                    f"{state.failures} recoveries failed in a row, the last: {reason}: {detail}; "
+                    f"retrying at most every {policy.max_delay_s:g}s"
+                )
+                self._set_status(state, SyncStatus.FAILING, reason, arrival_ns, events, detail)
+        else:
+            self._set_status(state, SyncStatus.OUT_OF_SYNC, reason, arrival_ns, events, detail)
+        delay = policy.delay_ns(state.failures, state.key)
+        if delay:
+            self._retries[state.key] = arrival_ns + delay
+        else:
+            events.append(self._resubscribe(state, arrival_ns, reason))
         return events
+
+    def _resubscribe(self, state: _Book, now_ns: int, reason: Reason | None) -> Resubscribe:
+        state.stats.resubscribes += 1
+        self._pending[state.key] = now_ns  # the snapshot timeout runs from now
+        return Resubscribe(state.topic, reason or Reason.SNAPSHOT_TIMEOUT)
 
     def _set_status(
         self,
@@ -581,21 +694,68 @@ class BookSync:
         if status is not _SYNCED:
             state.top = None
         state.status = status
-        events.append(StatusChanged(now_ns, state.symbol, state.grouping, status, reason, detail))
+        grouping = state.grouping
+        events.append(
+            StatusChanged(now_ns, state.symbol, grouping, status, reason, detail, state.key)
+        )
 
     def _bad(
         self, arrival_ns: int, raw: object, reason: str, topic: str | None = None
     ) -> list[Event]:
         self.stats.bad_frames += 1
-        sample = (
-            raw[:_SAMPLE]
-            if isinstance(raw, bytes)
-            else str(raw)[:_SAMPLE].encode("utf-8", "replace")
-        )
+        if isinstance(raw, bytes | bytearray | memoryview):
+            sample = bytes(raw[:_SAMPLE])
+        else:
+            sample = str(raw)[:_SAMPLE].encode("utf-8", "replace")
         return [BadFrame(arrival_ns, reason, sample, topic)]
 
 
-def _canonical(symbol: str, grouping: int | None) -> str:
-    if grouping == -1:
-        return f"snapshotL1:{symbol}"
-    return f"update:{symbol}" if grouping is None else f"update:{symbol}_{grouping}"
+def _key(item: str, grouping: int | None) -> str:
+    """The stream key of a symbol (+ grouping) or a topic, any spelling; "" if none."""
+    try:
+        if ":" in item:
+            return Topic.parse(item).key
+        return Topic("update", naming.canonical(item), grouping).key
+    except (TopicError, TypeError):
+        return ""
+
+
+def _topic_list(topics: Iterable[str]) -> list[str]:
+    if isinstance(topics, str):
+        raise TopicError(f"expected a list of topics, got the string {topics!r}")
+    return list(topics)
+
+
+def _timestamp(data: dict) -> int | None:
+    """Exchange time in ms, or None: a non-integer is never passed on."""
+    ts = data.get("timestamp")
+    return ts if type(ts) is int else None
+
+
+def _l1_level(levels: list) -> tuple[float | None, float | None]:
+    if not levels:
+        return None, None
+    level = levels[0]
+    if type(level) not in (list, tuple) or len(level) < 2:
+        raise FrameError(f"snapshotL1: a level must be [price, size], got {str(level)[:40]}")
+    return to_number(level[0]), size_value(level[1])
+
+
+def _rescaled(top: tuple, old: int, new: int) -> tuple:
+    """A top-of-book of integer keys at scale `old`, at scale `new` (a key that has no
+    exact equivalent becomes None: it equals no key)."""
+    bid, bid_size, ask, ask_size = top
+
+    def key(k: float) -> float | None:
+        if type(k) is not int:
+            return k  # -inf / inf: an empty side
+        scaled, rest = divmod(k * new, old)
+        return None if rest else scaled
+
+    return (key(bid), bid_size, key(ask), ask_size)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, FrameError):
+        return exc.reason[:300]
+    return f"{type(exc).__name__}: {str(exc)[:300]}"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
 
+from bookengine import naming
 from bookengine.errors import ExchangeError, FrameError, TopicError
 
 PING = "ping"
@@ -37,8 +39,7 @@ ENDPOINTS = {
     ("testnet", "futures"): "wss://testws.btse.io" + FUTURES_PATH,
 }
 
-_SYMBOL_RE = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+)+\Z")
-_DATED_RE = re.compile(r"-\d{6}\Z")
+_GROUPING_RE = re.compile(r"_(\d{1,2})\Z")  # a trailing `_G`; symbols never end so
 
 
 # --- topics ---------------------------------------------------------------------------
@@ -46,67 +47,104 @@ _DATED_RE = re.compile(r"-\d{6}\Z")
 
 @dataclass(frozen=True, slots=True)
 class Topic:
-    """A parsed topic. `grouping` is None for `update:SYM` and for `snapshotL1:SYM`."""
+    """A parsed OSS topic; `symbol` is always the socket name (`bookengine.naming`).
+
+    `grouping` is None when the topic has no `_G` suffix. Two spellings name one stream
+    (PROTOCOL.md): `update:SYM` carries the `_0` chain, and `snapshotL1:SYM` is
+    `snapshotL1:SYM_0`; `key` is the same for both, and BookSync keeps one state per key.
+    """
 
     kind: str  # "update" or "snapshotL1"
     symbol: str
     grouping: int | None = 0
 
     def __str__(self) -> str:
-        if self.kind == "update" and self.grouping is not None:
-            return f"update:{self.symbol}_{self.grouping}"
-        return f"{self.kind}:{self.symbol}"
+        """The topic as spelled, with the socket name for its symbol."""
+        suffix = "" if self.grouping is None else f"_{self.grouping}"
+        return f"{self.kind}:{self.symbol}{suffix}"
+
+    @property
+    def wire(self) -> str:
+        """The spelling to send: the socket name, and `_0` on an unsuffixed book topic
+        (the form documented on both endpoints; the stream is the same)."""
+        return self.key if self.kind == "update" else str(self)
+
+    @property
+    def key(self) -> str:
+        """One name per stream, whatever the spelling: `update:SYM_G`, `snapshotL1:SYM`
+        or `snapshotL1:SYM_G` (G >= 1)."""
+        if self.kind == "update":
+            return f"update:{self.symbol}_{self.grouping or 0}"
+        if not self.grouping:
+            return f"snapshotL1:{self.symbol}"
+        return f"snapshotL1:{self.symbol}_{self.grouping}"
+
+    @property
+    def book_grouping(self) -> int:
+        """The grouping of the book this stream keeps (0 for an unsuffixed topic)."""
+        return self.grouping or 0
 
     @classmethod
     def parse(cls, text: str) -> Topic:
-        """Parse a topic as the server spells it; any grouping digit is accepted (`_9` is legal
+        """Parse any spelling of a topic (symbols fold to their socket names; `_9` is legal
         syntax that the server acknowledges and then never serves)."""
-        kind, sep, rest = text.partition(":") if isinstance(text, str) else ("", "", "")
-        if not sep or not rest:
-            raise TopicError(f"not a topic: {text!r} (expected e.g. 'update:BTC-USD_0')")
-        if kind == "snapshotL1":
-            return cls("snapshotL1", _check_symbol(rest, text), None)
-        if kind != "update":
-            raise TopicError(f"unknown topic kind {kind!r} in {text!r}")
-        symbol, us, group = rest.rpartition("_")
-        if not us:
-            return cls("update", _check_symbol(rest, text), None)
-        if not group.isdigit():
-            raise TopicError(f"grouping must be a number in {text!r}")
-        return cls("update", _check_symbol(symbol, text), int(group))
+        return _parse_topic(text) if isinstance(text, str) else _not_a_topic(text)
 
 
-def _check_symbol(symbol: str, text: str) -> str:
-    if not _SYMBOL_RE.match(symbol):
-        raise TopicError(f"bad symbol {symbol!r} in {text!r} (expected e.g. BTC-USD or BTC-PERP)")
-    return symbol
+def _not_a_topic(text: object) -> Topic:
+    raise TopicError(f"not a topic: {text!r} (expected e.g. 'update:BTC-USD_0')")
+
+
+@lru_cache(maxsize=4096)
+def _parse_topic(text: str) -> Topic:
+    kind, sep, rest = text.partition(":")
+    if not sep or not rest:
+        _not_a_topic(text)
+    if kind not in ("update", "snapshotL1"):
+        raise TopicError(f"unknown topic kind {kind!r} in {text!r} (update or snapshotL1)")
+    grouping = None
+    match = _GROUPING_RE.search(rest)
+    if match:
+        grouping = int(match.group(1))
+        rest = rest[: match.start()]
+    try:
+        symbol = naming.canonical(rest)
+    except TopicError as exc:
+        raise TopicError(f"{exc} (in topic {text!r})") from None
+    return Topic(kind, symbol, grouping)
 
 
 def book_topic(symbol: str, grouping: int | None = 0) -> str:
-    """`update:SYM_G` (grouping 0 = full precision, 1..8 coarser); None gives `update:SYM`."""
-    _check_symbol(symbol, symbol)
-    if grouping is None:
-        return f"update:{symbol}"
-    if not (isinstance(grouping, int) and 0 <= grouping <= MAX_GROUPING):
+    """`update:SYM_G` (grouping 0 = full precision, 1..8 coarser) for any spelling."""
+    if grouping is not None and not (
+        isinstance(grouping, int) and 0 <= grouping <= MAX_GROUPING
+    ):
         raise TopicError(f"grouping must be 0..{MAX_GROUPING}, got {grouping!r}")
-    return f"update:{symbol}_{grouping}"
+    return str(Topic("update", naming.canonical(symbol), grouping))
 
 
-def l1_topic(symbol: str) -> str:
-    return f"snapshotL1:{_check_symbol(symbol, symbol)}"
+def l1_topic(symbol: str, grouping: int | None = None) -> str:
+    """`snapshotL1:SYM` (or `snapshotL1:SYM_G`, as futures v2.3 documents it)."""
+    return str(Topic("snapshotL1", naming.canonical(symbol), grouping))
 
 
 def is_futures(symbol: str) -> bool:
-    """Futures live on the futures OSS path: perpetuals (`-PERP`) and dated (`-YYMMDD`)."""
-    return "-PERP" in symbol or bool(_DATED_RE.search(symbol)) or symbol.endswith("PFC")
+    """Futures live on the futures OSS path (see `bookengine.naming.market`)."""
+    return naming.is_futures(symbol)
+
+
+def parse_item(item: str) -> Topic:
+    """A topic, or a bare symbol meaning its full-precision book `update:SYM_0`."""
+    if not isinstance(item, str):
+        raise TopicError(f"expected a symbol or topic string, got {type(item).__name__}")
+    if ":" in item:
+        return Topic.parse(item)
+    return Topic("update", naming.canonical(item), 0)
 
 
 def to_topic(item: str) -> str:
-    """Accept a topic or a bare symbol (meaning its full-precision book `update:SYM_0`)."""
-    if ":" in item:
-        Topic.parse(item)
-        return item
-    return book_topic(item.upper(), 0)
+    """The topic to send for a topic or a bare symbol (see `parse_item`)."""
+    return parse_item(item).wire
 
 
 # --- requests -------------------------------------------------------------------------
@@ -196,23 +234,54 @@ def decode_parsed(msg: Any) -> Message:
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             raise FrameError(f"{event} ack without a channel list")
         return Ack(event, channels)
-    if "errors" in msg or msg.get("severity") == "ERROR":
+    if _is_error_frame(msg):
         return ErrorMessage(decode_errors(msg))
-    raise FrameError(f"unrecognised frame with keys {sorted(msg)[:8]}")
+    raise FrameError(f"unrecognised frame with keys {sorted(map(str, msg))[:8]}")
+
+
+# Old-format error names (BTSE's pre-2023 frames name the error, not its code).
+ERROR_NAMES = {
+    "MARKET_PAIR_NOT_SUPPORT": 1000,
+    "OPERATION_NOT_SUPPORT": 1001,
+    "INVALID_REQUEST": 1002,
+    "TOPIC_NOT_EXIST": 1005,
+}
+
+
+def _is_error_frame(msg: dict) -> bool:
+    return (
+        "errors" in msg
+        or msg.get("severity") == "ERROR"
+        or msg.get("event") == "error"
+        or isinstance(msg.get("error"), (list, dict))
+    )
 
 
 def decode_errors(msg: dict) -> list[ExchangeError]:
-    errors = msg.get("errors")
+    """Both error formats: `{"errors":[{"arg":…,"error":{"code":1000,"message":…}}]}` (now)
+    and `{"error":[{"arg":…,"errorCode":"MARKET_PAIR_NOT_SUPPORT"}]}` (old). A field of the
+    wrong type is dropped, never trusted: `arg` is a string or None, `code` an int or None."""
+    errors = msg.get("errors", msg.get("error"))
+    if isinstance(errors, dict):
+        errors = [errors]
     if not isinstance(errors, list):
         raise FrameError("error frame without an errors list")
     out = []
-    for item in errors:
+    for item in errors[:100]:
         item = item if isinstance(item, dict) else {}
-        err = item.get("error") if isinstance(item.get("error"), dict) else {}
-        code = err.get("code")
-        message = err.get("message") or ERROR_CODES.get(code, "unknown error")
-        code = code if isinstance(code, int) else None
-        out.append(ExchangeError(code, str(message), item.get("arg")))
+        inner = item.get("error") if isinstance(item.get("error"), dict) else item
+        code = inner.get("code", item.get("errorCode"))
+        name = item.get("errorCode") if isinstance(item.get("errorCode"), str) else None
+        if isinstance(code, str):
+            name = name or code
+            code = ERROR_NAMES.get(code)
+        if not isinstance(code, int) or isinstance(code, bool):
+            code = None
+        message = inner.get("message", inner.get("msg"))
+        if not isinstance(message, str) or not message:
+            message = name or ERROR_CODES.get(code, "unknown error")
+        arg = item.get("arg", inner.get("arg"))
+        out.append(ExchangeError(code, message[:200], arg if isinstance(arg, str) else None))
     return out
 
 

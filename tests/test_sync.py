@@ -156,18 +156,29 @@ def test_routing_by_symbol_not_topic_spelling():
     assert of(events, Resubscribe) == [Resubscribe("update:BTC-PERP-USDT_0", Reason.GAP)]
 
 
-def test_groupings_and_ungrouped_topic_have_their_own_chains():
+def test_groupings_have_their_own_chains_and_the_ungrouped_topic_is_the_0_chain():
     sync = BookSync()
-    sync.subscribe([T, "update:BTC-PERP_1", "update:BTC-PERP"], 0)
+    sync.subscribe([T, "update:BTC-PERP_1"], 0)
     sync.feed(1, snapshot(10, BIDS, ASKS))
     sync.feed(1, snapshot(777, [["100.0", "9"]], [["102.0", "9"]], grouping=1))
-    sync.feed(1, snapshot(10, BIDS, ASKS, grouping=None))
     sync.feed(2, delta(11))
     sync.feed(2, delta(778, grouping=1))
-    sync.feed(2, delta(11, grouping=None))  # same seqNums as _0: no gap on either
-    assert sync.stats.gaps == 0
+    # BTSE's documented examples: deltas on `update:SYM` for an `update:SYM_0`
+    # subscription. The rule: `update:SYM` is the _0 chain, so they update the one book.
+    (top,) = sync.feed(3, delta(12, [["100.5", "1"]], grouping=None))
+    assert top.topic == T and top.seq == 12
+    assert sync.stats.gaps == 0 and sync.last_seq("BTC-PERP") == 12
     assert sync.book("BTC-PERP", 1).best_bid == (100.0, 9.0)
-    assert sync.last_seq("BTC-PERP", None) == 11
+    assert sync.book("update:BTC-PERP") is sync.book("BTC-PERP", 0)
+    assert list(sync.books()) == [T, "update:BTC-PERP_1"]  # no second, never-synced book
+
+
+def test_subscribing_the_ungrouped_topic_syncs_the_0_book():
+    sync = BookSync()
+    sync.subscribe(["update:BTC-PERP"], 0)
+    sync.feed(1, snapshot(10, BIDS, ASKS, grouping=None))
+    (top,) = sync.feed(2, delta(11, [["100.5", "1"]]))  # on the _0 spelling
+    assert top.bid_price == 100.5 and sync.status("update:BTC-PERP") is SyncStatus.SYNCED
 
 
 def test_delta_while_waiting_for_snapshot_is_ignored_quietly():
@@ -177,12 +188,15 @@ def test_delta_while_waiting_for_snapshot_is_ignored_quietly():
     assert sync.stats.topics[T].ignored == 1
 
 
-def test_delta_before_any_snapshot_unasked_requests_a_resync_once():
+def test_frames_of_streams_nobody_subscribed_make_no_state_and_no_resubscribe():
     sync = BookSync()
-    events = sync.feed(1, delta(11))
-    assert of(events, StatusChanged)[0].reason is Reason.DELTA_BEFORE_SNAPSHOT
-    assert of(events, Resubscribe) == [Resubscribe(T, Reason.DELTA_BEFORE_SNAPSHOT)]
-    assert sync.feed(2, delta(12)) == ()  # no storm of resubscribes
+    sync.subscribe([T], 0)
+    for i in range(1000):
+        assert sync.feed(1, delta(11, symbol=f"X{i}-USD")) == ()
+        assert sync.feed(1, snapshot(11, BIDS, ASKS, symbol=f"Y{i}-PERP")) == ()
+    assert sync.stats.unsolicited == 2000 and list(sync.stats.topics) == [T]
+    assert sync.stats.frames == 2000
+    assert len(sync._routes) + len(sync._routes_by_pair) == 0
 
 
 def test_snapshot_timeout():
@@ -193,6 +207,7 @@ def test_snapshot_timeout():
     assert of(events, StatusChanged)[0].reason is Reason.SNAPSHOT_TIMEOUT
     assert of(events, Resubscribe) == [Resubscribe("update:BTC-PERP_9", Reason.SNAPSHOT_TIMEOUT)]
     assert sync.check_timeouts(3_000_000_000) == []  # the clock restarted at the resubscribe
+    assert sync.status("BTC-PERP", 9) is SyncStatus.OUT_OF_SYNC  # as the last event said
     assert sync.stats.topics["update:BTC-PERP_9"].timeouts == 1
 
 
@@ -246,12 +261,23 @@ def test_error_frames_surface_and_release_rejected_topics():
 def test_pong_and_l1():
     sync = BookSync()
     assert sync.feed(1, b"pong") == [Pong(1)]
-    (quote,) = sync.feed(
+    quote = sync.feed(
         2,
         b'{"topic":"snapshotL1:ETH-PERP","data":{"bids":[["2766.67","165900"]],"asks":'
         b'[["2766.68","2366"]],"type":"snapshotL1","symbol":"ETH-PERP","timestamp":1790134133193}}',
     )
-    assert quote == L1Quote(2, 1790134133193, "ETH-PERP", 2766.67, 165900.0, 2766.68, 2366.0)
+    assert quote == ()  # nobody subscribed
+    sync.subscribe(["snapshotL1:ETH-PERP"], 2)
+    status, quote = sync.feed(
+        3,
+        b'{"topic":"snapshotL1:ETH-PERP","data":{"bids":[["2766.67","165900"]],"asks":'
+        b'[["2766.68","2366"]],"type":"snapshotL1","symbol":"ETH-PERP","timestamp":1790134133193}}',
+    )
+    assert status.status is SyncStatus.SYNCED and status.topic == "snapshotL1:ETH-PERP"
+    assert quote == L1Quote(
+        3, 1790134133193, "ETH-PERP", 2766.67, 165900.0, 2766.68, 2366.0, "snapshotL1:ETH-PERP"
+    )
+    assert sync.quote("snapshotL1:ETH-PERP_0") is quote and sync.book("ETH-PERP") is None
 
 
 def test_book_updates_are_opt_in():

@@ -41,7 +41,9 @@ def test_out_of_range_grouping_parses_but_cannot_be_built():
         book_topic("BTC-PERP", 9)
 
 
-@pytest.mark.parametrize("bad", ["", "update", "foo:BTC-PERP", "update:btc-usd_0", "update:BTC_x"])
+@pytest.mark.parametrize(
+    "bad", ["", "update", "foo:BTC-PERP", "update:BTC_x", "update:BTC-USD_123", "update:BTCUSD_0"]
+)
 def test_bad_topics_are_refused_with_a_clear_error(bad):
     with pytest.raises(TopicError):
         Topic.parse(bad)
