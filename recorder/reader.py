@@ -294,6 +294,12 @@ class RecordingReader:
         return [s for s in self.scans.values() if s.truncated]
 
     def __iter__(self) -> Iterator[Record]:
+        for _, records in self.by_file():
+            yield from records
+
+    def by_file(self) -> Iterator[tuple[FileScan, Iterator[Record]]]:
+        """(scan, records in range) of each file that has some, in order: for readers
+        that need to know where a file starts (replay: each file names its session)."""
         start, end = self.start_ns, self.end_ns
         for path in self.files:
             info = self._scan(path)
@@ -303,7 +309,7 @@ class RecordingReader:
                 continue
             if end is not None and info.first_ns > end:
                 continue
-            yield from iter_file(path, start, end, info)
+            yield info, iter_file(path, start, end, info)
 
 
 def iter_records(
@@ -313,6 +319,37 @@ def iter_records(
 ) -> Iterator[Record]:
     """Records of many files in order (see RecordingReader)."""
     return iter(RecordingReader(paths, start_ns, end_ns))
+
+
+def file_header(path: str | Path, scanned: FileScan | None = None) -> dict | None:
+    """A file's header record (its first record, in block 0) as a dict; None if that
+    block is damaged or does not start with a header."""
+    info = scanned or scan(path)
+    if not info.blocks:
+        return None
+    with open(path, "rb") as f:
+        try:
+            records = read_block(f, info.blocks[0])
+        except CorruptBlock:
+            return None
+    if not records or records[0].kind != fmt.HEADER:
+        return None
+    try:
+        header = orjson.loads(records[0].payload)
+    except orjson.JSONDecodeError:
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def header_session(header: dict | None) -> str | None:
+    """The recording session a header belongs to: the writer's `session` id or, in files
+    written before there was one, its host, pid and session start (equal in every file of
+    a session, different between sessions). None without a header."""
+    if header is None:
+        return None
+    if header.get("session"):
+        return str(header["session"])
+    return f"{header.get('host')}:{header.get('pid')}:{header.get('start_ns')}"
 
 
 def frame_topic(raw: bytes) -> str | None:

@@ -4,10 +4,12 @@
     stats = replay.run(on_top=print)            # as fast as possible
     for event in Replay(paths, speed=10).events(): ...   # paced at 10x recorded time
 
-One `BookSync` per recorded connection slot, fed the recorded bytes with the recorded
-arrival stamps, and told what the live Feed told it at the same points (subscribe when a
-session opened, connection lost when it closed): the same code fed the same bytes, so the
-same events. Digests the recorder wrote live are recomputed and compared.
+One `BookSync` per recorded connection slot of each recording session, fed the recorded
+bytes with the recorded arrival stamps, and told what the live Feed told it at the same
+points (subscribe when a session opened, connection lost when it closed): the same code
+fed the same bytes, so the same events. Digests the recorder wrote live are recomputed and
+compared. Each file's header names its session: conn ids restart at 0 in every session,
+and the files of overlapping sessions interleave by name, so sessions never share books.
 
 Seeking (`start_ns`) reads from one checkpoint interval before the start, warms the books
 up silently from the recorder's checkpoints, and emits events from `start_ns` on.
@@ -35,7 +37,13 @@ from bookengine.events import (
 from bookengine.feed import CLOSED_BY_APP
 from bookengine.sync import BookSync
 from recorder import format as fmt
-from recorder.reader import iter_records, recording_files, scan
+from recorder.reader import (
+    RecordingReader,
+    file_header,
+    header_session,
+    recording_files,
+    scan,
+)
 
 
 @dataclass
@@ -69,6 +77,16 @@ class ReplayStats:
         return self.frames / self.wall_s if self.wall_s else 0.0
 
 
+@dataclass
+class _Session:
+    """What the live Feed of one recording session had: a BookSync per connection slot,
+    the opens awaiting their subscribe, its once-a-second watchdog."""
+
+    syncs: dict[int, BookSync] = field(default_factory=dict)
+    opened: dict[int, int] = field(default_factory=dict)  # conn -> open ns, until subscribe
+    next_timeouts: int = 0
+
+
 class Replay:
     """Events of recorded sessions, optionally limited to `symbols` and a time range.
 
@@ -98,23 +116,37 @@ class Replay:
         self.book_updates = book_updates
         self.snapshot_timeout_s = snapshot_timeout_s
         self.stats = ReplayStats()
-        self._syncs: dict[int, BookSync] = {}
+        self._sessions: dict[str | None, _Session] = {}
+        self._session = _Session()  # the session being replayed
 
     def sync(self, conn_id: int) -> BookSync:
-        """The replayed BookSync of a connection slot (its books, stats...)."""
-        sync = self._syncs.get(conn_id)
+        """The replayed BookSync of a connection slot of the session being replayed (the
+        last one read, after a run): its books, stats..."""
+        sync = self._session.syncs.get(conn_id)
         if sync is None:
-            sync = self._syncs[conn_id] = BookSync(
+            sync = self._session.syncs[conn_id] = BookSync(
                 book_updates=self.book_updates, snapshot_timeout_s=self.snapshot_timeout_s
             )
         return sync
 
     def book(self, symbol: str, grouping: int | None = 0):  # noqa: ANN201
-        for sync in self._syncs.values():
-            book = sync.book(symbol, grouping)
-            if book is not None:
-                return book
+        """The synced book of `symbol`, latest session first."""
+        for session in reversed(self._sessions.values()):
+            for sync in session.syncs.values():
+                book = sync.book(symbol, grouping)
+                if book is not None:
+                    return book
         return None
+
+    def _enter(self, header: dict | None) -> None:
+        """A file begins: go on with the session its header names (a file whose header
+        block is damaged most likely continues the session being replayed)."""
+        key = header_session(header)
+        if key is None and self._sessions:
+            return
+        if key not in self._sessions:
+            self._sessions[key] = _Session()
+        self._session = self._sessions[key]
 
     def run(
         self,
@@ -154,66 +186,69 @@ class Replay:
         if start is not None:
             interval = self._checkpoint_interval()
             read_from = start - int(interval * 1.5e9)
-        opened: dict[int, int] = {}  # conn -> open time, until its subscribe is seen
         wanted = self.symbols
         pace_origin: tuple[int, float] | None = None
-        next_timeouts = 0
         started = time.perf_counter()
         frame_kind = fmt.FRAME
-        for kind, ns, conn, payload in iter_records(self.files, read_from, end):
-            stats.records += 1
-            warm = start is not None and ns < start
-            if kind == frame_kind:
-                stats.frames += 1
-                stats.frame_bytes += len(payload)
-                sync = self._syncs.get(conn) or self.sync(conn)
-                events = sync.feed(ns, payload)
-            elif kind == fmt.OPEN:
-                opened[conn] = ns
-                continue
-            elif kind == fmt.SENT:
-                events = self._sent(conn, ns, payload, opened)
-            elif kind == fmt.CLOSE:
-                if orjson.loads(payload).get("reason") == CLOSED_BY_APP:
-                    continue  # the live feed was stopping: it reported nothing either
-                events = self.sync(conn).connection_lost(ns)
-            elif kind == fmt.DIGEST:
-                self._check_digest(conn, ns, payload)
-                continue
-            elif kind == fmt.CHECKPOINT:
-                events = self._checkpoint(conn, ns, payload, start)
-            elif kind == fmt.LOSS:
-                stats.lost_records += orjson.loads(payload).get("count", 0)
-                continue
-            else:  # header, status: information only
-                continue
-            if ns >= next_timeouts:  # the live watchdog runs about once a second
-                next_timeouts = ns + 1_000_000_000
-                for sync in self._syncs.values():
-                    events = (
-                        [*events, *sync.check_timeouts(ns)] if events else sync.check_timeouts(ns)
-                    )
-            if warm or not events:
-                continue
-            if stats.first_ns is None:
-                stats.first_ns = ns
-            stats.last_ns = ns
-            if self.speed is not None:
-                pace_origin = _pace(pace_origin, ns, self.speed)
-            for event in events:
-                kind_of = type(event)
-                if kind_of is Resubscribe:
-                    continue  # an action for a live feed; the recording holds what followed
-                if wanted is not None and getattr(event, "symbol", None) not in wanted:
+        reader = RecordingReader(self.files, read_from, end)
+        for info, records in reader.by_file():
+            self._enter(file_header(info.path, info))
+            session = self._session
+            syncs, opened, next_timeouts = session.syncs, session.opened, session.next_timeouts
+            for kind, ns, conn, payload in records:
+                stats.records += 1
+                warm = start is not None and ns < start
+                if kind == frame_kind:
+                    stats.frames += 1
+                    stats.frame_bytes += len(payload)
+                    sync = syncs.get(conn) or self.sync(conn)
+                    events = sync.feed(ns, payload)
+                elif kind == fmt.OPEN:
+                    opened[conn] = ns
                     continue
-                if kind_of is TopOfBook:
-                    stats.top_events += 1
-                yield event
+                elif kind == fmt.SENT:
+                    events = self._sent(conn, ns, payload, opened)
+                elif kind == fmt.CLOSE:
+                    if orjson.loads(payload).get("reason") == CLOSED_BY_APP:
+                        continue  # the live feed was stopping: it reported nothing either
+                    events = self.sync(conn).connection_lost(ns)
+                elif kind == fmt.DIGEST:
+                    self._check_digest(conn, ns, payload)
+                    continue
+                elif kind == fmt.CHECKPOINT:
+                    events = self._checkpoint(conn, ns, payload, start)
+                elif kind == fmt.LOSS:
+                    stats.lost_records += orjson.loads(payload).get("count", 0)
+                    continue
+                else:  # header, status: information only
+                    continue
+                if ns >= next_timeouts:  # the live watchdog runs about once a second
+                    next_timeouts = session.next_timeouts = ns + 1_000_000_000
+                    for sync in syncs.values():
+                        timeouts = sync.check_timeouts(ns)
+                        events = [*events, *timeouts] if events else timeouts
+                if warm or not events:
+                    continue
+                if stats.first_ns is None:
+                    stats.first_ns = ns
+                stats.last_ns = ns
+                if self.speed is not None:
+                    pace_origin = _pace(pace_origin, ns, self.speed)
+                for event in events:
+                    kind_of = type(event)
+                    if kind_of is Resubscribe:
+                        continue  # an action for a live feed; the recording holds what followed
+                    if wanted is not None and getattr(event, "symbol", None) not in wanted:
+                        continue
+                    if kind_of is TopOfBook:
+                        stats.top_events += 1
+                    yield event
         stats.wall_s = time.perf_counter() - started
-        for sync in self._syncs.values():
-            stats.gaps += sync.stats.gaps
-            stats.resyncs += sync.stats.resyncs
-            stats.bad_frames += sync.stats.bad_frames
+        for session in self._sessions.values():
+            for sync in session.syncs.values():
+                stats.gaps += sync.stats.gaps
+                stats.resyncs += sync.stats.resyncs
+                stats.bad_frames += sync.stats.bad_frames
 
     # --- the rarer records --------------------------------------------------------------
 
@@ -254,11 +289,8 @@ class Replay:
         return list(sync.feed(ns, payload))
 
     def _checkpoint_interval(self) -> float:
-        for record in iter_records(self.files[:1]):
-            if record.kind == fmt.HEADER:
-                return float(orjson.loads(record.payload).get("checkpoint_interval_s", 60.0))
-            break
-        return 60.0
+        header = file_header(self.files[0]) or {}
+        return float(header.get("checkpoint_interval_s", 60.0))
 
 
 def _topic(text: str) -> tuple[str, int | None] | None:

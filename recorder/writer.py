@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,6 +157,9 @@ class RecordingWriter(_RecordMethods):
         self._session_start_ns: int | None = None
         self._name_ns = 0
         self._packed = 0.25  # compressed / raw of the last block
+        # one id for every file of this writer: readers tell sessions apart by it (conn
+        # ids restart at 0 in each session, and overlapping sessions interleave files)
+        self.session = uuid.uuid4().hex
         self.files: list[Path] = []  # finalised files, in order
         self.frames = 0
         self.records = 0
@@ -313,6 +317,7 @@ class RecordingWriter(_RecordMethods):
             # the writer's own facts win over metadata
             "format": fmt.FORMAT_NAME,
             "version": fmt.FORMAT_VERSION,
+            "session": self.session,
             "created_ns": arrival_ns,
             "file_index": len(self.files),
             "previous": self.files[-1].name if self.files else None,

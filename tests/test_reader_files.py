@@ -14,6 +14,8 @@ from recorder import reader as reader_module
 from recorder.reader import (
     CorruptBlock,
     RecordingReader,
+    file_header,
+    header_session,
     iter_file,
     iter_records,
     recording_files,
@@ -138,6 +140,18 @@ def test_a_directory_reads_in_time_order_across_rotation_and_a_crash(tmp_path):
     assert cut.path == files[-1] and cut.footer is None and len(cut.blocks) == 3
     headers = [r for r in iter_records([tmp_path]) if r.kind == fmt.HEADER]
     assert len(headers) == 10
+
+
+def test_a_file_names_its_session_in_its_header(tmp_path):
+    w = record_dir(tmp_path, n=1000, max_bytes=4096)
+    assert len(w.files) > 1
+    headers = [file_header(p) for p in w.files]
+    assert {header_session(h) for h in headers} == {w.session}
+    # files written before headers had a session id: host, pid and session start
+    old = {"host": "h", "pid": 7, "start_ns": T0, "file_index": 3}
+    assert header_session(old) == header_session({**old, "file_index": 4}) == f"h:7:{T0}"
+    assert header_session({**old, "start_ns": T0 + 1}) != header_session(old)
+    assert header_session(None) is None
 
 
 def test_summary_counts_what_is_there(tmp_path):

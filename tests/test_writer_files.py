@@ -77,6 +77,12 @@ def test_header_carries_session_metadata_and_the_writer_facts_win(tmp_path):
     assert second["created_ns"] == T0 + 60 * SEC
     assert (first["file_index"], second["file_index"]) == (0, 1)
     assert second["previous"] == w.files[0].name and first["previous"] is None
+    # one session id for every file of a writer, a new one for the next writer
+    with RecordingWriter(tmp_path / "next", {**meta, "session": "forged"}) as again:
+        again.write_frame(0, T0, b"z")
+    (third,) = (orjson.loads(next(iter_file(p)).payload) for p in again.files)
+    assert first["session"] == second["session"] == w.session and len(w.session) == 32
+    assert third["session"] == again.session != w.session
 
 
 def test_aligned_time_rotation_loses_nothing_at_the_boundaries(tmp_path):
