@@ -19,7 +19,7 @@ import orjson
 
 from bookengine import __version__
 from bookengine.events import Event, StatusChanged
-from bookengine.feed import Feed
+from bookengine.feed import CLOSED_BY_APP, Feed
 from recorder.writer import RecorderError, RecorderSink, RecordingWriter
 
 
@@ -31,8 +31,10 @@ class RecorderTap:
         self.on_event_hook = on_event
         self.gaps = 0
         self.resyncs = 0
+        self.open: set[int] = set()  # connections opened and not yet closed
 
     def on_open(self, conn_id: int, now_ns: int, url: str) -> None:
+        self.open.add(conn_id)
         self.sink.write_open(conn_id, now_ns, url)
 
     def on_frame(self, conn_id: int, arrival_ns: int, raw: bytes) -> None:
@@ -42,7 +44,16 @@ class RecorderTap:
         self.sink.write_sent(conn_id, now_ns, payload)
 
     def on_close(self, conn_id: int, now_ns: int, code: int | None, reason: str) -> None:
+        self.open.discard(conn_id)
         self.sink.write_close(conn_id, now_ns, code, reason)
+
+    def close_the_rest(self, now_ns: int) -> None:
+        """After the Feed stopped: a close for every connection it did not report closed
+        (Feed.close can cancel a reader before its close reaches the tap), so a file
+        never shows a connection left open by a clean stop."""
+        for conn_id in sorted(self.open):
+            self.sink.write_close(conn_id, now_ns, None, CLOSED_BY_APP)
+        self.open.clear()
 
     def on_event(self, conn_id: int, event: Event) -> None:
         if self.on_event_hook is not None:
@@ -137,6 +148,7 @@ async def record_session(
     except asyncio.CancelledError:
         pass
     finally:
+        tap.close_the_rest(time.time_ns())
         try:
             sink.close()
         except RecorderError as exc:

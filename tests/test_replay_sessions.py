@@ -1,16 +1,19 @@
 """Several recording sessions in one directory replay as separate sessions, each with its
-own books."""
+own books; a clean stop records the close of every connection."""
 
 import asyncio
 import shutil
 from collections import Counter
 
+import orjson
 import pytest
 from simclient import FAST, run
 
 from bookengine import TopOfBook
+from bookengine.feed import CLOSED_BY_APP
 from bookengine.simulator import Simulator
-from recorder.reader import recording_files
+from recorder import format as fmt
+from recorder.reader import iter_records, recording_files
 from recorder.replay import Replay
 from recorder.session import record_session
 
@@ -84,3 +87,13 @@ def test_the_files_of_overlapping_sessions_interleave(at_the_same_time):
     owners = [p.name in names for p in recording_files([both])]
     changes = sum(a != b for a, b in zip(owners, owners[1:], strict=False))
     assert changes >= 3
+
+
+def test_a_clean_stop_records_the_close_of_every_connection(one_after_the_other):
+    first, second, _ = one_after_the_other
+    for out in (first, second):
+        records = list(iter_records([out]))
+        opened = sorted(r.conn_id for r in records if r.kind == fmt.OPEN)
+        closes = {r.conn_id: orjson.loads(r.payload) for r in records if r.kind == fmt.CLOSE}
+        assert opened == [0, 1] and sorted(closes) == [0, 1]
+        assert all(c["reason"] == CLOSED_BY_APP for c in closes.values())
