@@ -8,12 +8,24 @@ with its own `BookSync`. The reader task of a connection only stamps, parses and
 off; callbacks run on one dispatcher task, so a slow or failing callback never stalls a
 socket.
 
+Callbacks run on the event loop: an `async def` callback that awaits lets the readers
+run meanwhile, but a plain function that blocks (sleep, heavy compute) blocks the readers
+too until it returns. Keep them short, or hand the work to a thread or process.
+
 Hand-off policy (bounded): top-of-book events are *conflated* per topic: if the
 dispatcher is behind, only the newest top of each topic is kept, and it is always
-delivered (counted in `stats().conflated`). Status and error events are never dropped
-(they are rare by nature). Book updates and L1 quotes beyond `queue_size` pending are
-dropped oldest first (counted in `stats().dropped`). `async for event in feed` has its
-own queue of `queue_size` with the same drop-oldest policy.
+delivered (counted in `stats().conflated`). Every other event waits in one queue of at
+most `queue_size`: when it is full, the oldest event that is not a status change (a book
+update, L1 quote, bad frame, exchange error) is dropped and counted in
+`stats().dropped`; only if the queue holds nothing but status changes is the oldest of
+those dropped (`stats().dropped_status`; `feed.status()` always has the current one).
+`async for event in feed` has its own queue of `queue_size`, dropping oldest first.
+`close()` delivers what is pending for at most `close_timeout` seconds.
+
+Symbols and topics may be given in any spelling `bookengine.naming` knows (`btc-usd`,
+`BTC-PERP-USDT`, `BTCPFC`, `snapshotL1:BTC-PERP_0`): the feed subscribes with the socket
+name, and every query (`book`, `status`, `last_seq`, `quote`, `wait_synced`) takes the
+spelling you used. Events carry the socket name (`symbol`) and the stream key (`topic`).
 """
 
 from __future__ import annotations
@@ -30,9 +42,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed
 
+from bookengine import naming
 from bookengine.book import OrderBook
+from bookengine.errors import ExchangeError
 from bookengine.events import (
     BadFrame,
     BookUpdate,
@@ -41,9 +55,10 @@ from bookengine.events import (
     L1Quote,
     Resubscribe,
     StatusChanged,
+    SyncStatus,
     TopOfBook,
 )
-from bookengine.sync import BookSync, TopicStats
+from bookengine.sync import BookSync, RecoveryPolicy, TopicStats
 from bookengine.wire import (
     ENDPOINTS,
     FUTURES_PATH,
@@ -53,13 +68,14 @@ from bookengine.wire import (
     encode_ping,
     encode_subscribe,
     encode_unsubscribe,
-    is_futures,
-    to_topic,
+    parse_item,
+    stream_key,
 )
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 16 * 2**20  # BTSE frames are ~1 kB; a frame past this closes the socket
+MAX_CONNECTIONS = 50  # BTSE allows 50 connections per IP (PROTOCOL.md)
 CLOSED_BY_APP = "closed by the application"  # the close reason recorded when we stop
 _LATENCY_SAMPLES = 4096
 
@@ -119,6 +135,8 @@ def _percentile(samples: deque, pct: float) -> float | None:
 
 @dataclass
 class FeedStats:
+    """Counters of a whole feed (`Feed.stats()`); per-stream ones are `topic_stats()`."""
+
     frames: int = 0
     bytes: int = 0
     gaps: int = 0
@@ -129,6 +147,9 @@ class FeedStats:
     callback_errors: int = 0
     conflated: int = 0
     dropped: int = 0
+    dropped_status: int = 0
+    unsolicited: int = 0
+    resubscribes: int = 0
     latency: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
@@ -144,7 +165,7 @@ class Feed:
 
     def __init__(
         self,
-        topics: Iterable[str],
+        topics: Iterable[str] | str,
         *,
         url: str = "production",
         on_top: Callback | None = None,
@@ -157,11 +178,18 @@ class Feed:
         snapshot_timeout: float = 10.0,
         silence_timeout: float = 30.0,
         backoff: tuple[float, float] = (0.25, 30.0),
+        recovery: RecoveryPolicy | None = None,
         queue_size: int = 10_000,
+        close_timeout: float = 5.0,
         tap: FeedTap | None = None,
         max_frame_bytes: int = MAX_FRAME_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        wanted = list(dict.fromkeys(to_topic(t) for t in topics))
+        if isinstance(topics, str):
+            topics = [topics]  # one symbol, not its letters
+        parsed = [parse_item(t) for t in topics]
+        # one subscription per stream, whatever spellings name it
+        wanted = list(dict.fromkeys(t.wire for t in {t.key: t for t in parsed}.values()))
         if not wanted:
             raise ValueError("Feed needs at least one symbol or topic")
         if queue_size < 1 or ping_interval <= 0 or snapshot_timeout <= 0 or silence_timeout <= 0:
@@ -181,12 +209,19 @@ class Feed:
         self.snapshot_timeout = snapshot_timeout
         self.silence_timeout = silence_timeout
         self.backoff = backoff
+        self.recovery = recovery
         self.queue_size = queue_size
+        self.close_timeout = close_timeout
         self.tap = tap
         self.max_frame_bytes = max_frame_bytes
+        plan = _plan(wanted, url)
+        if len(plan) > max_connections:
+            raise ValueError(
+                f"{len(wanted)} topics need {len(plan)} connections (100 topics each); BTSE "
+                f"allows {max_connections} per IP: subscribe fewer, or split them over hosts"
+            )
         self._connections = [
-            _Connection(self, i, conn_url, chunk)
-            for i, (conn_url, chunk) in enumerate(_plan(wanted, url))
+            _Connection(self, i, conn_url, chunk) for i, (conn_url, chunk) in enumerate(plan)
         ]
         self._stats = FeedStats()
         self._latency: dict[str, TopicLatency] = {}
@@ -197,6 +232,7 @@ class Feed:
         self._tasks: list[asyncio.Task] = []
         self._logged: set[tuple[str, str]] = set()
         self._closed = asyncio.Event()
+        self._close_deadline: float | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -208,18 +244,25 @@ class Feed:
             self._tasks.append(asyncio.create_task(conn.run(), name=f"bookengine-conn-{conn.id}"))
 
     async def close(self) -> None:
-        """Close every socket and stop; pending callbacks are delivered first."""
+        """Close every socket and stop; pending callbacks are delivered first, for at most
+        `close_timeout` seconds (what is left then is counted in `stats().dropped`)."""
         for conn in self._connections:
             conn.stopping = True
             await conn.close()
         if self._tasks:
             dispatcher, *readers = self._tasks
+            if readers:  # let them see their sockets close
+                await asyncio.wait(readers, timeout=2.0)
             for task in readers:
                 task.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
+            self._close_deadline = time.monotonic() + self.close_timeout
             self._wake.set()
             self._closed.set()
-            await asyncio.gather(dispatcher, return_exceptions=True)
+            done, _ = await asyncio.wait({dispatcher}, timeout=self.close_timeout + 0.5)
+            if not done:  # a callback that never returns
+                dispatcher.cancel()
+                await asyncio.gather(dispatcher, return_exceptions=True)
             self._tasks = []
         for queue in self._iterators:
             queue.put_nowait(None)
@@ -237,16 +280,21 @@ class Feed:
         await self._closed.wait()
 
     async def wait_synced(self, timeout: float = 10.0) -> None:
-        """Wait until every subscribed book is synced; TimeoutError says which are not."""
+        """Wait until every subscribed stream is synced (a book has its snapshot, an L1
+        stream its first quote). `TimeoutError` names those that are not; `ExchangeError`
+        as soon as the exchange rejected one."""
         deadline = time.monotonic() + timeout
         while True:
-            missing = [
-                t for t in self.topics if t.startswith("update:") and self.book_of(t) is None
-            ]
+            statuses = {t: self.status(t) for t in self.topics}
+            rejected = [t for t, s in statuses.items() if s is SyncStatus.UNSUBSCRIBED]
+            if rejected:
+                raise ExchangeError(None, f"rejected: {', '.join(rejected[:10])}", rejected[0])
+            missing = [t for t, s in statuses.items() if s is not SyncStatus.SYNCED]
             if not missing:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"not synced after {timeout}s: {', '.join(missing[:10])}")
+                shown = ", ".join(f"{t} ({statuses[t] or 'not subscribed yet'})" for t in missing)
+                raise TimeoutError(f"not synced after {timeout}s: {shown[:1000]}")
             await asyncio.sleep(0.01)
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -265,29 +313,38 @@ class Feed:
     # --- queries --------------------------------------------------------------------------
 
     def book(self, symbol: str, grouping: int | None = 0) -> OrderBook | None:
-        """The synced book of `symbol`, or None while it is not in sync."""
-        for conn in self._connections:
-            book = conn.sync.book(symbol, grouping)
-            if book is not None:
-                return book
-        return None
+        """The synced book of `symbol` (any spelling, or a topic), or None while it is not
+        in sync."""
+        conn = self._conn_of(symbol, grouping)
+        return None if conn is None else conn.sync.book(symbol, grouping)
 
     def book_of(self, topic: str) -> OrderBook | None:
-        parsed = Topic.parse(topic)
-        return self.book(parsed.symbol, parsed.grouping)
+        """The synced book of a topic (any spelling); the same as `book(topic)`."""
+        return self.book(topic)
 
     def last_seq(self, symbol: str, grouping: int | None = 0) -> int | None:
-        for conn in self._connections:
-            seq = conn.sync.last_seq(symbol, grouping)
-            if seq is not None:
-                return seq
-        return None
+        conn = self._conn_of(symbol, grouping)
+        return None if conn is None else conn.sync.last_seq(symbol, grouping)
 
-    def status(self, symbol: str, grouping: int | None = 0):  # noqa: ANN201
+    def status(self, symbol: str, grouping: int | None = 0) -> SyncStatus | None:
+        """The sync status of a book or L1 stream (any spelling), None if not subscribed."""
+        conn = self._conn_of(symbol, grouping)
+        return None if conn is None else conn.sync.status(symbol, grouping)
+
+    def quote(self, topic: str) -> L1Quote | None:
+        """The latest quote of a `snapshotL1:` stream (any spelling)."""
+        conn = self._conn_of(topic, None)
+        return None if conn is None else conn.sync.quote(topic)
+
+    def _conn_of(self, item: str, grouping: int | None) -> _Connection | None:
+        """The connection that carries the stream `item` names."""
+        try:
+            key = stream_key(item, grouping)
+        except (ValueError, TypeError):
+            return None
         for conn in self._connections:
-            status = conn.sync.status(symbol, grouping)
-            if status is not None:
-                return status
+            if key in conn.keys:
+                return conn
         return None
 
     @property
@@ -309,6 +366,8 @@ class Feed:
         stats.resyncs = sum(c.sync.stats.resyncs for c in self._connections)
         stats.bad_frames = sum(c.sync.stats.bad_frames for c in self._connections)
         stats.error_frames = sum(c.sync.stats.error_frames for c in self._connections)
+        stats.unsolicited = sum(c.sync.stats.unsolicited for c in self._connections)
+        stats.resubscribes = sum(c.sync.stats.resubscribes for c in self._connections)
         stats.latency = {topic: lat.summary() for topic, lat in self._latency.items()}
         return stats
 
@@ -332,19 +391,30 @@ class Feed:
             elif kind is Resubscribe:
                 conn.resubscribe(event.topic)
                 continue  # an action for us, not news for the strategy
-            elif kind in (BookUpdate, L1Quote):
-                if len(self._others) >= self.queue_size:
-                    self._others.popleft()
-                    self._stats.dropped += 1
-                self._others.append(event)
             else:
-                self._others.append(event)  # status and errors: never dropped
+                if kind is StatusChanged:
+                    conn.status_changed(event)
+                self._queue(event)
             self._wake.set()
 
     def _notify(self, event: Any) -> None:
         """Feed-level news (connected, reconnecting) for on_status and iterators."""
-        self._others.append(event)
+        self._queue(event)
         self._wake.set()
+
+    def _queue(self, event: Any) -> None:
+        """Queue a non-top event within `queue_size` (the policy is in the module doc)."""
+        others = self._others
+        if len(others) >= self.queue_size:
+            for i, queued in enumerate(others):
+                if type(queued) not in _KEPT:
+                    del others[i]
+                    self._stats.dropped += 1
+                    break
+            else:
+                others.popleft()
+                self._stats.dropped_status += 1
+        others.append(event)
 
     def _latency_of(self, topic: str) -> TopicLatency:
         latency = self._latency.get(topic)
@@ -359,6 +429,11 @@ class Feed:
             await self._wake.wait()
             self._wake.clear()
             while self._others or self._tops:
+                if self._close_deadline is not None and time.monotonic() > self._close_deadline:
+                    self._stats.dropped += len(self._others) + len(self._tops)
+                    self._others.clear()
+                    self._tops.clear()
+                    break
                 if self._others:
                     event = self._others.popleft()
                 else:
@@ -415,14 +490,16 @@ def _plan(topics: list[str], url: str) -> list[tuple[str, list[str]]]:
     """Split topics over connections: one endpoint per market, <= 100 topics each."""
     by_url: dict[str, list[str]] = {}
     for topic in topics:
-        symbol = Topic.parse(topic).symbol
-        market = "futures" if is_futures(symbol) else "spot"
+        market = naming.market(Topic.parse(topic).symbol)
         by_url.setdefault(_endpoint(url, market), []).append(topic)
     plan = []
     for conn_url, group in by_url.items():
         for i in range(0, len(group), MAX_TOPICS_PER_CONNECTION):
             plan.append((conn_url, group[i : i + MAX_TOPICS_PER_CONNECTION]))
     return plan
+
+
+_KEPT = (StatusChanged, Connected, Reconnecting)  # dropped last when the queue is full
 
 
 def _endpoint(url: str, market: str) -> str:
@@ -445,8 +522,13 @@ class _Connection:
         self.url = url
         self.topics = topics
         self.sync = BookSync(
-            book_updates=feed.book_updates, snapshot_timeout_s=feed.snapshot_timeout
+            book_updates=feed.book_updates,
+            snapshot_timeout_s=feed.snapshot_timeout,
+            recovery=feed.recovery,
         )
+        self.keys = {Topic.parse(t).key for t in topics}
+        self.synced_once = False  # a book synced on the current socket
+        self._failing_logged: dict[str, int] = {}
         self.ws: ClientConnection | None = None
         self.stopping = False
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
@@ -456,6 +538,7 @@ class _Connection:
         attempt = 0
         while not self.stopping:
             reason = "closed"
+            self.synced_once = False
             try:
                 self.ws = await connect(
                     self.url,
@@ -466,10 +549,9 @@ class _Connection:
                     open_timeout=10,
                     close_timeout=2,
                 )
-            except (OSError, InvalidHandshake, TimeoutError) as exc:
-                reason = f"connect failed: {exc}"
+            except Exception as exc:  # refused, a redirect we cannot follow, TLS, DNS...
+                reason = f"connect failed: {type(exc).__name__}: {exc}"
             else:
-                attempt = 0
                 try:
                     reason = await self._session(self.ws)
                 except Exception as exc:  # a bug (ours or a tap's) must not end the feed
@@ -478,7 +560,9 @@ class _Connection:
                     await self.close()
             if self.stopping:
                 return
-            attempt += 1
+            # The backoff restarts only after a socket that was of use (a book synced):
+            # a server that accepts and then closes at once is retried ever more slowly.
+            attempt = 1 if self.synced_once else attempt + 1
             self.feed._stats.reconnects += 1
             first, cap = self.feed.backoff
             delay = min(cap, first * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # jitter
@@ -492,6 +576,16 @@ class _Connection:
             )
             self.feed._notify(Reconnecting(self.id, self.url, attempt, delay, reason))
             await asyncio.sleep(delay)
+
+    def status_changed(self, event: StatusChanged) -> None:
+        """Notice what the operator must know of a stream's status."""
+        if event.status is SyncStatus.SYNCED:
+            self.synced_once = True
+        elif event.status is SyncStatus.FAILING:
+            stats = self.sync.stats.topics.get(event.topic)
+            if stats is not None and stats.failing > self._failing_logged.get(event.topic, 0):
+                self._failing_logged[event.topic] = stats.failing  # once per episode
+                log.warning("connection %d: %s is failing: %s", self.id, event.topic, event.detail)
 
     async def _session(self, ws: ClientConnection) -> str:
         """One socket's life: returns why it ended."""
@@ -529,14 +623,15 @@ class _Connection:
             code = exc.rcvd.code if exc.rcvd else (exc.sent.code if exc.sent else None)
             reason = (exc.rcvd.reason if exc.rcvd else "") or str(exc)
         finally:
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            # Recorded before anything that awaits: a cancelled reader still records it.
             now = time.time_ns()
             if tap is not None:
                 tap.on_close(self.id, now, code, CLOSED_BY_APP if self.stopping else reason)
             if not self.stopping:
                 feed._handle(self, self.sync.connection_lost(now))
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
         return f"closed ({code}): {reason}"
 
     def _send(self, payload: str) -> None:

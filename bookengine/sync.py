@@ -64,7 +64,7 @@ from bookengine.events import (
     TopOfBook,
     Unsubscribed,
 )
-from bookengine.wire import Ack, ErrorMessage, Topic, decode_parsed
+from bookengine.wire import Ack, ErrorMessage, Topic, decode_parsed, stream_key
 
 _loads = orjson.loads
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (~2x faster)
@@ -661,12 +661,13 @@ class BookSync:
         self._pending.pop(state.key, None)
         events: list[Event] = []
         if state.failures >= policy.report_after:
-            if state.status is not SyncStatus.FAILING:
+            if state.failures == policy.report_after:  # reported once per episode
                 stats.failing += 1
                 detail = (
                     f"{state.failures} recoveries failed in a row, the last: {reason}: {detail}; "
                     f"retrying at most every {policy.max_delay_s:g}s"
                 )
+            if state.status is not SyncStatus.FAILING:
                 self._set_status(state, SyncStatus.FAILING, reason, arrival_ns, events, detail)
         else:
             self._set_status(state, SyncStatus.OUT_OF_SYNC, reason, arrival_ns, events, detail)
@@ -713,10 +714,8 @@ class BookSync:
 def _key(item: str, grouping: int | None) -> str:
     """The stream key of a symbol (+ grouping) or a topic, any spelling; "" if none."""
     try:
-        if ":" in item:
-            return Topic.parse(item).key
-        return Topic("update", naming.canonical(item), grouping).key
-    except (TopicError, TypeError):
+        return stream_key(item, grouping)
+    except TopicError:
         return ""
 
 

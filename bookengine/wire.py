@@ -107,6 +107,8 @@ def _parse_topic(text: str) -> Topic:
     if match:
         grouping = int(match.group(1))
         rest = rest[: match.start()]
+    elif "_" in rest and "-" not in rest.rpartition("_")[2]:
+        raise TopicError(f"bad grouping in {text!r} (expected _0 .. _{MAX_GROUPING})")
     try:
         symbol = naming.canonical(rest)
     except TopicError as exc:
@@ -140,6 +142,14 @@ def parse_item(item: str) -> Topic:
     if ":" in item:
         return Topic.parse(item)
     return Topic("update", naming.canonical(item), 0)
+
+
+def stream_key(item: str, grouping: int | None = 0) -> str:
+    """The stream key (`Topic.key`) of a topic, or of a symbol + grouping, any spelling:
+    what BookSync and the Feed index their state by. Raises `TopicError`."""
+    if isinstance(item, str) and ":" in item:
+        return Topic.parse(item).key
+    return Topic("update", naming.canonical(item), grouping).key
 
 
 def to_topic(item: str) -> str:

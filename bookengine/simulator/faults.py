@@ -31,8 +31,11 @@ class Faults:
     error_frame: float = 0.0  # an unsolicited error frame goes out before it
     # per delta, per topic (they change the chain every subscriber sees)
     crossed: float = 0.0  # an extra delta after which the published book is crossed
+    seq_restart: float = 0.0  # the topic's sequence restarts with a new, lower chain
+    seq_poison: float = 0.0  # an extra delta with an absurd seqNum (2**62) goes out
     # per (re)subscribe
     stale_snapshot: float = 0.0  # the snapshot is 3 seqNums old (a gap follows it)
+    bad_snapshot: float = 0.0  # the snapshot has a negative price: the client cannot use it
     # per second, per connection
     stall: float = 0.0  # silence for `stall_s`, then the held frames in a burst
     disconnect: float = 0.0  # TCP dropped, no close frame (1006)
@@ -75,7 +78,10 @@ PROBABILITIES = (
     "oversized",
     "error_frame",
     "crossed",
+    "seq_restart",
+    "seq_poison",
     "stale_snapshot",
+    "bad_snapshot",
     "stall",
     "disconnect",
     "close_1007",

@@ -199,7 +199,14 @@ class MarketModel:
         bids = [[self.price(min(self.asks)), self.size(self._size())]]
         return self._frame("delta", bids, [], self.seq, self.seq - 1, self.topic)
 
-    def l1_frame(self) -> bytes:
+    def restart_chain(self, seq: int | None = None) -> None:
+        """Fault: the exchange restarts this topic's sequence with a new, lower chain. The
+        history is forgotten: `book_at` answers from the restart on."""
+        self.seq = seq if seq is not None else self._rnd.randrange(1_000, 900_000)
+        self._chunks.clear()
+        self._new_chunk()
+
+    def l1_frame(self, topic: str | None = None) -> bytes:
         """`snapshotL1:SYM`: best bid and ask now, no sequence numbers."""
         bid, ask = max(self.bids), min(self.asks)
         data = {
@@ -209,7 +216,7 @@ class MarketModel:
             "symbol": self.symbol,
             "timestamp": self.timestamp,
         }
-        return orjson.dumps({"topic": f"snapshotL1:{self.symbol}", "data": data})
+        return orjson.dumps({"topic": topic or f"snapshotL1:{self.symbol}", "data": data})
 
     # --- the truth ----------------------------------------------------------------------
 

@@ -24,9 +24,11 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from bookengine import naming
+from bookengine.errors import TopicError
 from bookengine.simulator.faults import Faults, Injected
 from bookengine.simulator.market import HISTORY, MarketModel
-from bookengine.wire import FUTURES_PATH, MAX_TOPICS_PER_CONNECTION, SPOT_PATH, is_futures
+from bookengine.wire import FUTURES_PATH, MAX_TOPICS_PER_CONNECTION, SPOT_PATH
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD", "BTC-PERP", "ETH-PERP")
 _TICK_S = 0.002
 _MAX_PER_TICK = 500
 _STALE_BACK = 3  # a stale snapshot is this many seqNums old
+POISON_SEQ = 2**62  # the seqNum of a `seq_poison` delta
 
 
 def _error(code: int, message: str, arg: str | None = None) -> bytes:
@@ -55,7 +58,8 @@ class _Topic:
     carry: float = 0.0  # fractional deltas due
     ahead: deque = field(default_factory=deque)  # pre-generated delta frames
     sent_seq: int = 0  # last seqNum published
-    l1: set = field(default_factory=set)  # conn ids with snapshotL1 of this symbol (_0 only)
+    # snapshotL1 listeners of this grouping's book: conn id -> the topic as subscribed
+    l1: dict[int, str] = field(default_factory=dict)
     silent_until: float = 0.0  # a per-topic stall: the market pauses, nothing is lost
 
 
@@ -67,7 +71,7 @@ class _Conn:
     queue: deque = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     topics: set = field(default_factory=set)  # subscribed topic strings, as spelled
-    l1: set = field(default_factory=set)  # symbols with snapshotL1 subscribed
+    l1: set = field(default_factory=set)  # (symbol, grouping) with snapshotL1 subscribed
     held: dict = field(default_factory=dict)  # reorder: (topic key, bare) -> held frame
     stalled_until: float = 0.0
     last_rx: float = field(default_factory=time.monotonic)
@@ -109,7 +113,7 @@ class Simulator:
             raise ValueError("symbols: list at least one, e.g. ['BTC-USD', 'BTC-PERP']")
         self.host = host
         self.port = port
-        self.symbols = [s.upper() for s in symbols]
+        self.symbols = [naming.canonical(s) for s in symbols]
         self.rate = rate
         self.seed = seed
         self.faults = faults or Faults()
@@ -129,6 +133,7 @@ class Simulator:
         self._server: Server | None = None
         self._ticker: asyncio.Task | None = None
         self._refuse_until = 0.0
+        self._refuse_how = "503"
         self._frames_sent = 0
         self._connections_total = 0
 
@@ -199,16 +204,28 @@ class Simulator:
         for conn in list(self._conns.values()):
             await self._drop(conn, code, "disconnect_all")
 
-    def refuse_connections(self, seconds: float) -> None:
-        """Answer new handshakes with HTTP 503 for a while."""
+    def refuse_connections(self, seconds: float, how: str = "503") -> None:
+        """For a while, answer new handshakes with HTTP 503 (`how="503"`), a 301 redirect
+        to an https:// URL no websocket client can follow (`"redirect"`), or accept them
+        and close at once (`"accept_close"`, close code 1011)."""
+        if how not in ("503", "redirect", "accept_close"):
+            raise ValueError(f"how must be '503', 'redirect' or 'accept_close', got {how!r}")
         self._refuse_until = time.monotonic() + seconds
+        self._refuse_how = how
+
+    def restart_sequence(self, symbol: str, grouping: int = 0) -> int:
+        """Restart a topic's sequence chain (new, lower seqNums from the next delta on, as
+        an exchange restart would); returns the new chain's seqNum."""
+        topic = self._topic(naming.canonical(symbol), grouping)
+        self._restart(topic)
+        return topic.sent_seq
 
     def book_at(
         self, symbol: str, grouping: int, seq: int
     ) -> tuple[dict[str, str], dict[str, str]]:
         """The true book right after `seq`: price string -> size string per side.
         KeyError if the topic was never served or `seq` left the kept history."""
-        symbol = self._fold(symbol.upper())
+        symbol = naming.canonical(symbol)
         topic = self._topics.get((symbol, grouping))
         if topic is None:
             raise KeyError(f"update:{symbol}_{grouping} was never served")
@@ -235,8 +252,12 @@ class Simulator:
     # --- connections ----------------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request):  # noqa: ANN001
-        if time.monotonic() < self._refuse_until:
+        if time.monotonic() < self._refuse_until and self._refuse_how != "accept_close":
             self._inject("refused", None, None, None)
+            if self._refuse_how == "redirect":
+                response = connection.respond(HTTPStatus.MOVED_PERMANENTLY, "moved\n")
+                response.headers["Location"] = f"https://{self.host}:{self.port}{request.path}"
+                return response
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "refusing connections\n")
         if request.path not in (SPOT_PATH, FUTURES_PATH):
             return connection.respond(
@@ -245,6 +266,10 @@ class Simulator:
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
+        if time.monotonic() < self._refuse_until and self._refuse_how == "accept_close":
+            self._inject("accept_close", None, None, None)
+            await ws.close(1011, "simulator: accept then close")
+            return
         self._next_conn += 1
         self._connections_total += 1
         market = "futures" if ws.request.path == FUTURES_PATH else "spot"
@@ -265,7 +290,7 @@ class Simulator:
             for topic in self._topics.values():
                 topic.subscribers.pop((conn.id, False), None)
                 topic.subscribers.pop((conn.id, True), None)
-                topic.l1.discard(conn.id)
+                topic.l1.pop(conn.id, None)
             writer.cancel()
             monitor.cancel()
 
@@ -390,25 +415,22 @@ class Simulator:
             return _error(1005, "Topic provided does not exist.", arg)
         grouping: int | None = None
         symbol = rest
-        if kind == "update":
-            head, us, tail = rest.rpartition("_")
-            if us and tail.isdigit():
-                symbol, grouping = head, int(tail)
-            elif us:
-                return _error(1005, "Topic provided does not exist.", arg)
+        head, us, tail = rest.rpartition("_")
+        if us and tail.isdigit():
+            symbol, grouping = head, int(tail)
         symbol = self._fold(symbol)
-        market = "futures" if is_futures(symbol) else "spot"
-        if symbol not in self.symbols or market != conn.market:
+        if symbol not in self.symbols or naming.market(symbol) != conn.market:
             return _error(1000, "Market pair provided is currently not supported.", arg)
         return kind, symbol, grouping
 
     def _fold(self, symbol: str) -> str:
-        """BTSE folds alternative spellings: BTC-PERP-USDT is BTC-PERP."""
-        if symbol.endswith("-USDT") and symbol[: -len("-USDT")] in self.symbols:
-            base = symbol[: -len("-USDT")]
-            if is_futures(base):
-                return base
-        return symbol
+        """BTSE folds alternative spellings of a listed market (`BTC-PERP-USDT` and the
+        legacy `BTCPFC` are `BTC-PERP`); it is case-sensitive, so `btc-usd` is unknown."""
+        try:
+            name = naming.canonical(symbol)
+        except TopicError:
+            return symbol
+        return name if symbol == symbol.upper() and name in self.symbols else symbol
 
     def _subscribe(self, conn: _Conn, args: list[str]) -> None:
         acked: list[str] = []
@@ -429,10 +451,13 @@ class Simulator:
             kind, symbol, grouping = resolved
             acked.append(arg)
             if kind == "snapshotL1":
-                conn.l1.add(symbol)
-                topic = self._topic(symbol, 0)  # L1 follows the full-precision book
-                topic.l1.add(conn.id)
-                after_ack.append(topic.model.l1_frame())  # the current best bid/ask first
+                g = grouping or 0
+                if g > 8:
+                    continue  # acknowledged, then silent forever (as BTSE)
+                conn.l1.add((symbol, g))
+                topic = self._topic(symbol, g)  # L1 follows that grouping's book
+                topic.l1[conn.id] = arg
+                after_ack.append(topic.model.l1_frame(arg))  # the current best bid/ask first
                 continue
             conn.topics.add(arg)
             if grouping is not None and grouping > 8:
@@ -456,6 +481,10 @@ class Simulator:
     def _snapshot_for(self, conn: _Conn, topic: _Topic, arg: str) -> bytes:
         faults = self._topic_faults.get(f"update:{topic.key[0]}_{topic.key[1]}", self.faults)
         model = topic.model
+        if faults.bad_snapshot and self._rnd.random() < faults.bad_snapshot:
+            self._inject("bad_snapshot", conn.id, arg, topic.sent_seq)
+            frame = model.snapshot_frame_at(topic.sent_seq, topic=arg)
+            return frame.replace(b'"bids":[["', b'"bids":[["-', 1)  # a negative price
         if faults.stale_snapshot and self._rnd.random() < faults.stale_snapshot:
             seq = max(model.oldest_seq, topic.sent_seq - _STALE_BACK)
             if seq < topic.sent_seq:  # a brand-new topic has no past to be stale with
@@ -474,10 +503,10 @@ class Simulator:
                 continue
             kind, symbol, grouping = resolved
             if kind == "snapshotL1":
-                conn.l1.discard(symbol)
-                l1_topic = self._topics.get((symbol, 0))
+                conn.l1.discard((symbol, grouping or 0))
+                l1_topic = self._topics.get((symbol, grouping or 0))
                 if l1_topic is not None:
-                    l1_topic.l1.discard(conn.id)
+                    l1_topic.l1.pop(conn.id, None)
                 done.append(arg)
                 continue
             key = (symbol, 0 if grouping is None else grouping)
@@ -563,6 +592,18 @@ class Simulator:
             frame = model.crossed_delta_frame()
             seq = model.seq
             self._inject("crossed", None, name, seq)
+        elif faults.seq_restart and self._rnd.random() < faults.seq_restart:
+            self._restart(topic)
+            return
+        elif faults.seq_poison and self._rnd.random() < faults.seq_poison:
+            # a hostile delta far ahead of the chain; the true book does not change
+            self._inject("seq_poison", None, name, POISON_SEQ)
+            frame = model._frame("delta", [], [], POISON_SEQ, POISON_SEQ - 1, model.topic)
+            for (conn_id, _bare), _spelled in list(topic.subscribers.items()):
+                conn = self._conns.get(conn_id)
+                if conn is not None:
+                    self._send(conn, frame)
+            return
         else:
             top_before = (max(model.bids), min(model.asks)) if topic.l1 else None
             frame = model.next_delta_frame()
@@ -583,11 +624,22 @@ class Simulator:
             faults_here = self._topic_faults.get(spelled, faults)
             self._deliver(conn, hold, name_sent, seq, out, faults_here)
         if topic.l1 and top_before and (max(model.bids), min(model.asks)) != top_before:
-            l1 = model.l1_frame()  # snapshotL1: when the best bid/ask changed, after the delta
-            for conn_id in topic.l1:
+            # snapshotL1: when the best bid/ask changed, after the delta, as subscribed
+            frames: dict[str, bytes] = {}
+            for conn_id, spelled in topic.l1.items():
                 conn = self._conns.get(conn_id)
                 if conn is not None:
-                    self._send(conn, l1)
+                    if spelled not in frames:
+                        frames[spelled] = model.l1_frame(spelled)
+                    self._send(conn, frames[spelled])
+
+    def _restart(self, topic: _Topic) -> None:
+        """A `seq_restart`: the chain starts again lower; subscribers see a gap, and the
+        snapshot they resubscribe for carries the new, lower seqNum."""
+        topic.ahead.clear()
+        topic.model.restart_chain()
+        topic.sent_seq = topic.model.seq
+        self._inject("seq_restart", None, f"update:{topic.key[0]}_{topic.key[1]}", topic.sent_seq)
 
     def _deliver(
         self, conn: _Conn, hold: tuple, name: str, seq: int, frame: bytes, faults: Faults
