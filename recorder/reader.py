@@ -13,6 +13,8 @@ block is preceded by a small skippable frame with its compressed size and time r
 A cut file yields every complete block and then stops, reporting where it was cut; a
 cut tail never raises. A block that is complete but does not decode (bit rot, foreign
 bytes) raises `CorruptBlock` naming the file and offset: that is damage, not a crash.
+A block that repeats an earlier block of its file byte for byte is read once (skipped,
+logged and counted): a record is never yielded twice.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class FileScan:
     size: int = 0
     indexed: bool = False  # the blocks came from the finalised file's index
     trailer: bool = False  # a trailer frame was seen (the walk)
+    # (copy, original): blocks left out of `blocks` as byte-for-byte repeats
+    duplicates: list[tuple[BlockInfo, BlockInfo]] = field(default_factory=list)
 
     @property
     def finalised(self) -> bool:
@@ -111,11 +115,33 @@ def scan(path: str | Path, *, use_index: bool = True) -> FileScan:
     by hopping from block header to block header."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        if use_index:
-            result = _scan_index(f, size, Path(path))
-            if result is not None:
-                return result
-        return _scan_headers(f, size, Path(path))
+        result = _scan_index(f, size, Path(path)) if use_index else None
+        if result is None:
+            result = _scan_headers(f, size, Path(path))
+        _drop_duplicates(f, result)
+        return result
+
+
+def _drop_duplicates(f: BinaryIO, result: FileScan) -> None:
+    """Move blocks that repeat an earlier block of the file (same header, same zstd
+    bytes: a block written twice) from `blocks` to `duplicates`. Only blocks whose headers
+    are equal are read and compared, which real recordings never have."""
+    seen: dict[tuple, list[BlockInfo]] = {}
+    kept = []
+    for block in result.blocks:
+        same = seen.setdefault(block[1:], [])
+        original = next((b for b in same if _zstd_bytes(f, b) == _zstd_bytes(f, block)), None)
+        if original is None:
+            same.append(block)
+            kept.append(block)
+        else:
+            result.duplicates.append((block, original))
+    result.blocks = kept
+
+
+def _zstd_bytes(f: BinaryIO, block: BlockInfo) -> bytes:
+    f.seek(block.offset + fmt.BLOCK_HEAD)
+    return f.read(block.compressed)
 
 
 def _read_skippable(f: BinaryIO, offset: int, limit: int) -> bytes | None:
@@ -287,11 +313,18 @@ class RecordingReader:
                 log.warning(
                     "%s: %s; reading its %d complete blocks", path, info.problem, len(info.blocks)
                 )
+            for copy, original in info.duplicates:
+                log.warning("%s: %s; skipped", path, describe_duplicate(copy, original))
         return self.scans[path]
 
     @property
     def truncated(self) -> list[FileScan]:
         return [s for s in self.scans.values() if s.truncated]
+
+    @property
+    def duplicates(self) -> int:
+        """Duplicated blocks skipped so far."""
+        return sum(len(s.duplicates) for s in self.scans.values())
 
     def __iter__(self) -> Iterator[Record]:
         for _, records in self.by_file():
@@ -319,6 +352,10 @@ def iter_records(
 ) -> Iterator[Record]:
     """Records of many files in order (see RecordingReader)."""
     return iter(RecordingReader(paths, start_ns, end_ns))
+
+
+def describe_duplicate(copy: BlockInfo, original: BlockInfo) -> str:
+    return f"the block at offset {copy.offset} repeats the block at offset {original.offset}"
 
 
 def file_header(path: str | Path, scanned: FileScan | None = None) -> dict | None:
@@ -383,6 +420,7 @@ class FileSummary:
     raw_bytes: int  # decompressed record bytes
     frame_bytes: int = 0  # raw frame payload bytes, as received
     holes: int = 0  # loss records
+    duplicates: int = 0  # blocks that repeat an earlier one, read once
     footer: dict | None = None
     size: int = 0
 
@@ -436,6 +474,7 @@ def summarize(path: str | Path) -> FileSummary:
         raw_bytes=sum(b.raw for b in info.blocks),
         frame_bytes=frame_bytes,
         holes=holes,
+        duplicates=len(info.duplicates),
         footer=info.footer,
         size=info.size,
     )

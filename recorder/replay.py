@@ -71,6 +71,7 @@ class ReplayStats:
     digests_unverified: int = 0  # the replayed book was not at that seqNum (e.g. warming up)
     mismatches: list[DigestMismatch] = field(default_factory=list)
     lost_records: int = 0  # holes the recorder marked in the files
+    duplicate_blocks: int = 0  # blocks repeated in a file, read once
 
     @property
     def frames_per_s(self) -> float:
@@ -244,6 +245,7 @@ class Replay:
                         stats.top_events += 1
                     yield event
         stats.wall_s = time.perf_counter() - started
+        stats.duplicate_blocks += reader.duplicates
         for session in self._sessions.values():
             for sync in session.syncs.values():
                 stats.gaps += sync.stats.gaps

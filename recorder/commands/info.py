@@ -1,8 +1,8 @@
 """`btse-recorder info`: what a recording holds.
 
-Exit status 1 if a file is damaged (a complete block does not decode) or the recorder
-marked a hole in it (`loss` records); a file cut by a crash is described, not failed
-(`verify` fails it).
+Exit status 1 if a file is damaged (a complete block does not decode, a block is
+duplicated) or the recorder marked a hole in it (`loss` records); a file cut by a crash
+is described, not failed (`verify` fails it).
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  records: {', '.join(f'{k} {v:,}' for k, v in sorted(s.kinds.items()))}")
         for topic, count in sorted(s.frames_per_topic.items()):
             print(f"    {topic:<28} {count:>10,} frames")
-        if s.losses:
+        if s.duplicates:
+            print(f"  DAMAGED: {s.duplicates} duplicated block(s), read once")
+        if s.losses or s.duplicates:
             status = max(status, 1)
         totals["frames"] += frames
         totals["compressed"] += s.compressed_bytes

@@ -26,7 +26,7 @@ def verify_file(path: str | Path) -> tuple[list[str], list[str]]:
     import zstandard
 
     from recorder import format as fmt
-    from recorder.reader import CorruptBlock, read_block, scan
+    from recorder.reader import CorruptBlock, describe_duplicate, read_block, scan
 
     problems: list[str] = []
     notes: list[str] = []
@@ -44,6 +44,8 @@ def verify_file(path: str | Path) -> tuple[list[str], list[str]]:
             problems.append("finalised, but the trailer/index is missing or inconsistent")
         elif indexed.blocks != walked.blocks:
             problems.append("the index disagrees with the block headers")
+    for copy, original in walked.duplicates:
+        problems.append(f"{describe_duplicate(copy, original)} (readers skip it)")
     if not walked.blocks:
         problems.append("no complete block")
         return problems, notes

@@ -1,0 +1,82 @@
+"""Damaged recordings: duplicated blocks, the two names a crash while finalising leaves,
+damaged blocks skipped with a loss record in their place, footers with damaged keys,
+blocks over the size cap. Every file here is built by the writer, then damaged by hand."""
+
+import logging
+import subprocess
+import sys
+
+import orjson
+
+from bookengine.simulator import MarketModel
+from recorder import format as fmt
+from recorder.reader import (
+    RecordingReader,
+    iter_file,
+    iter_records,
+    scan,
+)
+from recorder.replay import Replay
+from recorder.writer import RecordingWriter
+
+SEC = 1_000_000_000
+T0 = 1_795_000_000 * SEC
+TOPIC = "update:BTC-PERP_0"
+
+
+def record(directory, n=2000):
+    """A small BTC-PERP session as the recorder writes it: open, subscribe, snapshot,
+    deltas, in blocks of 100 records; returns the finalised file."""
+    model = MarketModel("BTC-PERP", seed=4)
+    with RecordingWriter(directory, {"symbols": [TOPIC]}, rotate_s=None, block_records=100) as w:
+        w.write_open(0, T0, "ws://sim/ws/oss/futures")
+        w.write_sent(0, T0 + 1, orjson.dumps({"op": "subscribe", "args": [TOPIC]}).decode())
+        w.write_frame(0, T0 + 2, model.snapshot_frame())
+        for i in range(n):
+            w.write_frame(0, T0 + 3 + i * SEC // 1000, model.next_delta_frame())
+    (path,) = w.files
+    return path
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "recorder", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def place(directory, name, data):
+    directory.mkdir(exist_ok=True)
+    (directory / name).write_bytes(data)
+    return directory / name
+
+
+# --- a: duplicated blocks ------------------------------------------------------------------
+
+
+def test_a_duplicated_block_is_read_once_and_flagged(tmp_path, caplog):
+    path = record(tmp_path / "good")
+    expected = list(iter_file(path))
+    data = path.read_bytes()
+    block = scan(path).blocks[3]
+    twice = data[: block.end] + data[block.offset : block.end] + data[block.end :]
+    finalised = place(tmp_path / "dup", path.name, twice)
+    footer_at = scan(path).blocks[-1].end + block.end - block.offset
+    cut = place(tmp_path / "dup-cut", path.name + fmt.PARTIAL, twice[:footer_at])  # no footer
+    for damaged in (finalised, cut):
+        with caplog.at_level(logging.WARNING, logger="recorder.reader"):
+            reader = RecordingReader(damaged)
+            got = list(reader)
+        assert got == expected and reader.duplicates == 1
+        assert any(f"repeats the block at offset {block.offset}" in m for m in caplog.messages)
+    assert list(iter_records([finalised])) == expected
+    replay = Replay([finalised])
+    tops = list(replay.events())
+    assert tops and replay.stats.records == len(expected) and replay.stats.duplicate_blocks == 1
+    info = cli("info", finalised)
+    assert info.returncode == 1 and "1 duplicated block" in info.stdout
+    verify = cli("verify", finalised)
+    repeated = f"block at offset {block.end} repeats the block at offset {block.offset}"
+    assert verify.returncode == 1 and repeated in verify.stdout
