@@ -19,6 +19,7 @@ logged and counted): a record is never yielded twice.
 
 from __future__ import annotations
 
+import filecmp
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -77,7 +78,24 @@ class FileScan:
 
 
 def recording_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named by `paths` (directories expanded), sorted by name = by start time."""
+    """Files named by `paths` (directories expanded), sorted by name = by start time;
+    without the leftover names of finalised files (see find_recordings), logged once."""
+    files, leftovers = find_recordings(paths)
+    for partial, final in leftovers:
+        if partial not in _reported:
+            _reported.add(partial)
+            log.warning("%s", describe_leftover(partial, final))
+    return files
+
+
+_reported: set[Path] = set()  # leftovers already logged: several calls list the same files
+
+
+def find_recordings(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Path, Path]]]:
+    """(files to read, leftovers): a `.partial` listed next to its finalised name with the
+    same bytes is a leftover, not a file. Finalising is link(partial, final) then
+    unlink(partial): a crash in between leaves both names, which would read every record
+    twice. (A `.partial` with other bytes is another writer's file and is read.)"""
     files: list[Path] = []
     for item in paths:
         path = Path(item)
@@ -88,26 +106,46 @@ def recording_files(paths: Iterable[str | Path]) -> list[Path]:
             files.append(path)
         else:
             raise FileNotFoundError(f"no such recording file or directory: {path}")
-    return files
+    listed = set(files)
+    leftovers = []
+    for path in files:
+        final = path.with_name(path.name.removesuffix(fmt.PARTIAL))
+        if final != path and final in listed and _same_bytes(path, final):
+            leftovers.append((path, final))
+    ignored = {partial for partial, _ in leftovers}
+    return [p for p in files if p not in ignored], leftovers
 
 
-def recording_files_or_exit(paths: Iterable[str | Path], command: str) -> list[Path]:
-    """For the CLI: the files, or a one-line error naming the command."""
+def _same_bytes(a: Path, b: Path) -> bool:
+    return os.path.samefile(a, b) or filecmp.cmp(a, b, shallow=False)
+
+
+def describe_leftover(partial: Path, final: Path) -> str:
+    return (
+        f"{partial}: ignored, the same file as {final.name} (a crash while "
+        "finalising left both names; safe to delete)"
+    )
+
+
+def recording_files_or_exit(
+    paths: Iterable[str | Path], command: str
+) -> tuple[list[Path], list[tuple[Path, Path]]]:
+    """For the CLI: find_recordings, or a one-line error naming the command."""
     try:
-        files = recording_files(paths)
+        files, leftovers = find_recordings(paths)
     except FileNotFoundError as exc:
         raise SystemExit(f"{command}: {exc}") from None
     if not files:
         raise SystemExit(f"{command}: no recordings (*{fmt.SUFFIX}) found")
-    return files
+    return files, leftovers
 
 
 def _is_recording(name: str) -> bool:
     return name.endswith(fmt.SUFFIX) or name.endswith(fmt.SUFFIX + fmt.PARTIAL)
 
 
-def _sort_key(path: Path) -> str:
-    return path.name.removesuffix(fmt.PARTIAL)
+def _sort_key(path: Path) -> tuple[str, str]:
+    return path.name.removesuffix(fmt.PARTIAL), path.name  # a name before its .partial
 
 
 def scan(path: str | Path, *, use_index: bool = True) -> FileScan:

@@ -3,6 +3,8 @@ damaged blocks skipped with a loss record in their place, footers with damaged k
 blocks over the size cap. Every file here is built by the writer, then damaged by hand."""
 
 import logging
+import os
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +16,7 @@ from recorder.reader import (
     RecordingReader,
     iter_file,
     iter_records,
+    recording_files,
     scan,
 )
 from recorder.replay import Replay
@@ -80,3 +83,42 @@ def test_a_duplicated_block_is_read_once_and_flagged(tmp_path, caplog):
     verify = cli("verify", finalised)
     repeated = f"block at offset {block.end} repeats the block at offset {block.offset}"
     assert verify.returncode == 1 and repeated in verify.stdout
+
+
+# --- b: a crash between link and unlink ---------------------------------------------------
+
+
+def test_the_two_names_a_crash_while_finalising_leaves_are_read_once(tmp_path):
+    path = record(tmp_path)
+    expected = list(iter_file(path))
+    leftover = path.with_name(path.name + fmt.PARTIAL)
+    os.link(path, leftover)  # finalising is link(.partial, final) then unlink(.partial)
+    assert recording_files([tmp_path]) == [path]
+    assert recording_files([leftover, path]) == [path]  # named one by one (a shell glob)
+    assert list(iter_records([tmp_path])) == expected
+    verify = cli("verify", tmp_path)
+    assert verify.returncode == 0 and "1 of 1 file(s) intact" in verify.stdout
+    assert f"{leftover.name}: ignored, the same file as {path.name}" in verify.stdout
+    info = cli("info", tmp_path)
+    assert info.returncode == 0 and f"{leftover.name}: ignored" in info.stdout
+    # a copy of the directory (cp -r) turns the link into two files with the same bytes
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    shutil.copy(path, copied / path.name)
+    shutil.copy(leftover, copied / leftover.name)
+    assert recording_files([copied]) == [copied / path.name]
+
+
+def test_a_partial_with_other_bytes_under_a_finalised_name_is_still_read(tmp_path):
+    """Finalising never clobbers: a writer that found its final name taken leaves its own
+    `.partial` next to someone else's file; both hold records."""
+    path = record(tmp_path / "a", n=300)
+    other = record(tmp_path / "b", n=500)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(path, mixed / path.name)
+    shutil.copy(other, mixed / (path.name + fmt.PARTIAL))
+    assert recording_files([mixed]) == [mixed / path.name, mixed / (path.name + fmt.PARTIAL)]
+    assert len(list(iter_records([mixed]))) == len(list(iter_file(path))) + len(
+        list(iter_file(other))
+    )

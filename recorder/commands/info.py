@@ -26,9 +26,16 @@ def _when(ns: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.reader import CorruptBlock, recording_files_or_exit, summarize
+    from recorder.reader import (
+        CorruptBlock,
+        describe_leftover,
+        recording_files_or_exit,
+        summarize,
+    )
 
-    files = recording_files_or_exit(args.paths, "info")
+    files, leftovers = recording_files_or_exit(args.paths, "info")
+    for partial, final in leftovers:
+        print(describe_leftover(partial, final))
     status = 0
     totals = {"frames": 0, "compressed": 0, "raw": 0, "gaps": 0, "resyncs": 0, "lost": 0}
     for path in files:

@@ -114,9 +114,11 @@ def verify_file(path: str | Path) -> tuple[list[str], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.reader import recording_files_or_exit
+    from recorder.reader import describe_leftover, recording_files_or_exit
 
-    files = recording_files_or_exit(args.paths, "verify")
+    files, leftovers = recording_files_or_exit(args.paths, "verify")
+    for partial, final in leftovers:
+        print(f"NOTE {describe_leftover(partial, final)}")
     bad = 0
     for path in files:
         try:
