@@ -136,8 +136,12 @@ def export(
     symbols: Iterable[str] | None = None,
     start_ns: int | None = None,
     end_ns: int | None = None,
+    skip_damaged: bool = False,
 ) -> tuple[Path, int, ReplayStats]:
-    """Replay `paths` and write the series to `out`; returns (path, rows, replay stats)."""
-    replay = Replay(paths, symbols=symbols, start_ns=start_ns, end_ns=end_ns)
+    """Replay `paths` and write the series to `out`; returns (path, rows, replay stats).
+    Nothing is written if the replay fails (a damaged block without `skip_damaged`)."""
+    replay = Replay(
+        paths, symbols=symbols, start_ns=start_ns, end_ns=end_ns, skip_damaged=skip_damaged
+    )
     columns = collect(replay, depth, interval_ms)
     return write(columns, out), len(columns), replay.stats

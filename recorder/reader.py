@@ -13,6 +13,8 @@ block is preceded by a small skippable frame with its compressed size and time r
 A cut file yields every complete block and then stops, reporting where it was cut; a
 cut tail never raises. A block that is complete but does not decode (bit rot, foreign
 bytes) raises `CorruptBlock` naming the file and offset: that is damage, not a crash.
+With `skip_damaged=True` such a block is logged and replaced by a `loss` record instead,
+so a long recording with one bad block still reads (and the hole is counted).
 A block that repeats an earlier block of its file byte for byte is read once (skipped,
 logged and counted): a record is never yielded twice.
 """
@@ -295,9 +297,14 @@ def iter_file(
     start_ns: int | None = None,
     end_ns: int | None = None,
     scanned: FileScan | None = None,
+    *,
+    skip_damaged: bool = False,
+    damaged: list[CorruptBlock] | None = None,
 ) -> Iterator[Record]:
     """Records of one file in order, with `start_ns <= arrival_ns <= end_ns` (either
-    bound optional); blocks wholly outside the range are skipped unread."""
+    bound optional); blocks wholly outside the range are skipped unread. A damaged block
+    raises CorruptBlock, or with `skip_damaged` is logged, appended to `damaged` and
+    replaced by a loss record (see damage_record)."""
     info = scanned or scan(path)
     decompressor = zstandard.ZstdDecompressor()
     with open(path, "rb") as f:
@@ -306,7 +313,16 @@ def iter_file(
                 continue
             if end_ns is not None and block.first_ns > end_ns:
                 continue
-            records = read_block(f, block, decompressor)
+            try:
+                records = read_block(f, block, decompressor)
+            except CorruptBlock as exc:
+                if not skip_damaged:
+                    raise
+                log.warning("%s; skipped (%d records lost)", exc, block.records)
+                if damaged is not None:
+                    damaged.append(exc)
+                yield damage_record(block, end_ns)
+                continue
             if (start_ns is None or block.first_ns >= start_ns) and (
                 end_ns is None or block.last_ns <= end_ns
             ):
@@ -319,12 +335,27 @@ def iter_file(
                     yield record
 
 
+def damage_record(block: BlockInfo, end_ns: int | None = None) -> Record:
+    """The loss record read in place of a damaged block: the writer's loss payload (the
+    block header's time range and record count) plus `damaged`, the block's offset.
+    Stamped at the block's last arrival, or at `end_ns` if the read stops before it."""
+    hole = {
+        "first_ns": block.first_ns,
+        "last_ns": block.last_ns,
+        "count": block.records,
+        "damaged": block.offset,
+    }
+    ns = block.last_ns if end_ns is None else min(block.last_ns, end_ns)
+    return Record(fmt.LOSS, ns, fmt.NO_CONN, orjson.dumps(hole))
+
+
 class RecordingReader:
     """Records of many files (directories expanded, rotated files in name = time order),
     optionally limited to `[start_ns, end_ns]`; files outside the range are not decoded.
 
     After iterating, `scans` holds what was learnt per file and `truncated` the files
-    that were cut; each cut file is also logged once as a warning.
+    that were cut; each cut file is also logged once as a warning. `skip_damaged`: a
+    damaged block becomes a loss record (and an entry of `damaged`) instead of raising.
     """
 
     def __init__(
@@ -332,13 +363,17 @@ class RecordingReader:
         paths: Iterable[str | Path] | str | Path,
         start_ns: int | None = None,
         end_ns: int | None = None,
+        *,
+        skip_damaged: bool = False,
     ) -> None:
         if isinstance(paths, str | Path):
             paths = [paths]
         self.files = recording_files(paths)
         self.start_ns = start_ns
         self.end_ns = end_ns
+        self.skip_damaged = skip_damaged
         self.scans: dict[Path, FileScan] = {}
+        self.damaged: list[CorruptBlock] = []  # the blocks skipped as damaged, so far
 
     def scan_all(self) -> list[FileScan]:
         """Scan every file (cheap: headers or index only)."""
@@ -380,16 +415,20 @@ class RecordingReader:
                 continue
             if end is not None and info.first_ns > end:
                 continue
-            yield info, iter_file(path, start, end, info)
+            yield info, iter_file(
+                path, start, end, info, skip_damaged=self.skip_damaged, damaged=self.damaged
+            )
 
 
 def iter_records(
     paths: Iterable[str | Path] | str | Path,
     start_ns: int | None = None,
     end_ns: int | None = None,
+    *,
+    skip_damaged: bool = False,
 ) -> Iterator[Record]:
     """Records of many files in order (see RecordingReader)."""
-    return iter(RecordingReader(paths, start_ns, end_ns))
+    return iter(RecordingReader(paths, start_ns, end_ns, skip_damaged=skip_damaged))
 
 
 def describe_duplicate(copy: BlockInfo, original: BlockInfo) -> str:
@@ -459,6 +498,8 @@ class FileSummary:
     frame_bytes: int = 0  # raw frame payload bytes, as received
     holes: int = 0  # loss records
     duplicates: int = 0  # blocks that repeat an earlier one, read once
+    damaged: list[CorruptBlock] = field(default_factory=list)  # blocks that do not decode
+    damaged_records: int = 0  # records in them, by their headers
     footer: dict | None = None
     size: int = 0
 
@@ -472,13 +513,22 @@ class FileSummary:
 
 
 def summarize(path: str | Path) -> FileSummary:
-    """Decode a whole file and count what is in it (for `btse-recorder info`)."""
+    """Decode a whole file and count what is in it (for `btse-recorder info`); damaged
+    blocks are counted, and the rest of the file summarised."""
     info = scan(path)
     kinds: dict[str, int] = {}
     topics: dict[str, int] = {}
     header = None
-    gaps = resyncs = losses = holes = frame_bytes = 0
-    for record in iter_file(path, scanned=info):
+    gaps = resyncs = losses = holes = frame_bytes = damaged_records = 0
+    damaged: list[CorruptBlock] = []
+    for record in iter_file(path, scanned=info, skip_damaged=True, damaged=damaged):
+        if record.kind == fmt.LOSS:
+            hole = orjson.loads(record.payload)
+            if "damaged" in hole:  # read in place of a damaged block, not in the file
+                damaged_records += hole["count"]
+                continue
+            losses += hole.get("count", 0)
+            holes += 1
         name = fmt.KINDS.get(record.kind, "unknown")
         kinds[name] = kinds.get(name, 0) + 1
         if record.kind == fmt.FRAME:
@@ -491,9 +541,6 @@ def summarize(path: str | Path) -> FileSummary:
             status = orjson.loads(record.payload)
             gaps += status.get("reason") == "gap"
             resyncs += status.get("status") == "out_of_sync"
-        elif record.kind == fmt.LOSS:
-            losses += orjson.loads(record.payload).get("count", 0)
-            holes += 1
     return FileSummary(
         path=Path(path),
         header=header,
@@ -513,6 +560,8 @@ def summarize(path: str | Path) -> FileSummary:
         frame_bytes=frame_bytes,
         holes=holes,
         duplicates=len(info.duplicates),
+        damaged=damaged,
+        damaged_records=damaged_records,
         footer=info.footer,
         size=info.size,
     )

@@ -72,6 +72,7 @@ class ReplayStats:
     mismatches: list[DigestMismatch] = field(default_factory=list)
     lost_records: int = 0  # holes the recorder marked in the files
     duplicate_blocks: int = 0  # blocks repeated in a file, read once
+    damaged_blocks: int = 0  # blocks that did not decode, skipped (their records are lost)
 
     @property
     def frames_per_s(self) -> float:
@@ -92,6 +93,8 @@ class Replay:
     """Events of recorded sessions, optionally limited to `symbols` and a time range.
 
     `speed`: None = as fast as possible; 1.0 = as recorded; 10.0 = ten times faster.
+    `skip_damaged`: a block that does not decode is a hole (counted in `lost_records` and
+    `damaged_blocks`, logged) instead of a CorruptBlock that ends the replay.
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class Replay:
         speed: float | None = None,
         book_updates: bool = False,
         snapshot_timeout_s: float = 10.0,
+        skip_damaged: bool = False,
     ) -> None:
         self.files = recording_files(paths)
         if not self.files:
@@ -116,6 +120,7 @@ class Replay:
         self.speed = speed
         self.book_updates = book_updates
         self.snapshot_timeout_s = snapshot_timeout_s
+        self.skip_damaged = skip_damaged
         self.stats = ReplayStats()
         self._sessions: dict[str | None, _Session] = {}
         self._session = _Session()  # the session being replayed
@@ -191,7 +196,7 @@ class Replay:
         pace_origin: tuple[int, float] | None = None
         started = time.perf_counter()
         frame_kind = fmt.FRAME
-        reader = RecordingReader(self.files, read_from, end)
+        reader = RecordingReader(self.files, read_from, end, skip_damaged=self.skip_damaged)
         for info, records in reader.by_file():
             self._enter(file_header(info.path, info))
             session = self._session
@@ -246,6 +251,7 @@ class Replay:
                     yield event
         stats.wall_s = time.perf_counter() - started
         stats.duplicate_blocks += reader.duplicates
+        stats.damaged_blocks += len(reader.damaged)
         for session in self._sessions.values():
             for sync in session.syncs.values():
                 stats.gaps += sync.stats.gaps

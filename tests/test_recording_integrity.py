@@ -8,11 +8,14 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import orjson
+import pytest
 
 from bookengine.simulator import MarketModel
 from recorder import format as fmt
 from recorder.reader import (
+    CorruptBlock,
     RecordingReader,
     iter_file,
     iter_records,
@@ -122,3 +125,73 @@ def test_a_partial_with_other_bytes_under_a_finalised_name_is_still_read(tmp_pat
     assert len(list(iter_records([mixed]))) == len(list(iter_file(path))) + len(
         list(iter_file(other))
     )
+
+
+# --- c: damaged blocks --------------------------------------------------------------------
+
+
+def damage(path, directory, n=5):
+    """A copy of `path` with a bit flipped in block n's zstd frame; (copy, that block)."""
+    block = scan(path).blocks[n]
+    data = bytearray(path.read_bytes())
+    data[block.offset + fmt.BLOCK_HEAD + block.compressed // 2] ^= 0x10
+    return place(directory, path.name, bytes(data)), block
+
+
+def test_skip_damaged_puts_a_loss_record_in_place_of_a_damaged_block(tmp_path, caplog):
+    path = record(tmp_path / "good")
+    expected = list(iter_file(path))
+    damaged, block = damage(path, tmp_path / "bad")
+    with pytest.raises(CorruptBlock, match=f"offset {block.offset}"):
+        list(iter_records([damaged]))
+    with caplog.at_level(logging.WARNING, logger="recorder.reader"):
+        reader = RecordingReader([damaged], skip_damaged=True)
+        got = list(reader)
+    before = sum(b.records for b in scan(path).blocks[:5])
+    hole = {"first_ns": block.first_ns, "last_ns": block.last_ns, "count": 100}
+    loss = fmt.Record(
+        fmt.LOSS, block.last_ns, fmt.NO_CONN, orjson.dumps(hole | {"damaged": block.offset})
+    )
+    assert got == expected[:before] + [loss] + expected[before + 100 :]
+    assert [str(e) for e in reader.damaged] and f"offset {block.offset}" in str(reader.damaged[0])
+    assert any(str(damaged) in m and f"offset {block.offset}" in m for m in caplog.messages)
+    # a range inside the damaged block: the loss record, stamped inside the range
+    inside = list(iter_records([damaged], block.first_ns + 1, block.last_ns - 1, skip_damaged=True))
+    assert [r.kind for r in inside] == [fmt.LOSS] and inside[0].arrival_ns == block.last_ns - 1
+    replay = Replay([damaged], skip_damaged=True)
+    list(replay.events())
+    assert replay.stats.lost_records == 100 and replay.stats.damaged_blocks == 1
+    with pytest.raises(CorruptBlock):
+        list(Replay([damaged]).events())
+
+
+def test_replay_and_export_skip_damage_unless_told_not_to_and_never_print_a_traceback(tmp_path):
+    path = record(tmp_path / "good")
+    damaged, block = damage(path, tmp_path / "bad")
+    replay = cli("replay", damaged.parent)
+    assert replay.returncode == 0, replay.stderr
+    assert "1 damaged block(s) skipped" in replay.stdout and "Traceback" not in replay.stderr
+    strict = cli("replay", damaged.parent, "--no-skip-damaged")
+    assert strict.returncode != 0 and "Traceback" not in strict.stderr
+    (line,) = strict.stderr.strip().splitlines()
+    assert line.startswith("replay: ") and f"block at offset {block.offset} is damaged" in line
+
+    out = tmp_path / "top.npz"
+    export = cli("export", damaged.parent, "-o", out)
+    assert export.returncode == 0, export.stderr
+    assert "1 damaged block(s) skipped (100 records)" in export.stdout
+    assert len(np.load(out)["arrival_ns"]) > 100
+    out.unlink()
+    strict = cli("export", damaged.parent, "-o", out, "--no-skip-damaged")
+    assert strict.returncode != 0 and "Traceback" not in strict.stderr and not out.exists()
+    (line,) = strict.stderr.strip().splitlines()
+    assert line.startswith("export: ") and f"block at offset {block.offset} is damaged" in line
+
+    verify = cli("verify", damaged.parent)
+    assert verify.returncode == 1 and f"block at offset {block.offset} is damaged" in verify.stdout
+    assert cli("verify", damaged.parent, "--no-skip-damaged").returncode == 1
+    refused = cli("verify", damaged.parent, "--skip-damaged")
+    assert refused.returncode == 2 and "verify fails on damage" in refused.stderr
+    info = cli("info", damaged.parent)
+    assert info.returncode == 1 and "1 damaged block(s)" in info.stdout
+    assert "Traceback" not in info.stderr

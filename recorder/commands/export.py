@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="with --depth: one row per interval (e.g. 100ms) instead of every update",
     )
+    parser.add_argument(
+        "--skip-damaged",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="read past a block that does not decode, as a hole (default: yes)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,10 +44,13 @@ def run(args: argparse.Namespace) -> int:
             symbols=symbols,
             start_ns=start,
             end_ns=end,
+            skip_damaged=args.skip_damaged,
         )
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # CorruptBlock included
         raise SystemExit(f"export: {exc}") from None
     print(
         f"wrote {rows:,} rows to {path} (replayed {stats.frames:,} frames in {stats.wall_s:.2f}s)"
     )
+    if stats.damaged_blocks:
+        print(f"{stats.damaged_blocks} damaged block(s) skipped ({stats.lost_records:,} records)")
     return 0

@@ -26,12 +26,7 @@ def _when(ns: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.reader import (
-        CorruptBlock,
-        describe_leftover,
-        recording_files_or_exit,
-        summarize,
-    )
+    from recorder.reader import describe_leftover, recording_files_or_exit, summarize
 
     files, leftovers = recording_files_or_exit(args.paths, "info")
     for partial, final in leftovers:
@@ -41,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     for path in files:
         try:
             s = summarize(path)
-        except (CorruptBlock, OSError) as exc:  # say so, go on with the next file
+        except (OSError, ValueError) as exc:  # say so, go on with the next file
             print(f"{path}: unreadable: {exc}")
             status = 1
             continue
@@ -69,7 +64,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {topic:<28} {count:>10,} frames")
         if s.duplicates:
             print(f"  DAMAGED: {s.duplicates} duplicated block(s), read once")
-        if s.losses or s.duplicates:
+        if s.damaged:
+            print(
+                f"  DAMAGED: {len(s.damaged)} damaged block(s), {s.damaged_records:,} records "
+                f"unreadable (the first: {s.damaged[0]})"
+            )
+        if s.losses or s.duplicates or s.damaged:
             status = max(status, 1)
         totals["frames"] += frames
         totals["compressed"] += s.compressed_bytes

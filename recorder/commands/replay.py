@@ -17,14 +17,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--speed", type=float, default=None, help="pace by recorded time: 1 = real time, 10 = 10x"
     )
     parser.add_argument("--print", dest="show", action="store_true", help="print every top-of-book")
+    parser.add_argument(
+        "--skip-damaged",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="read past a block that does not decode, as a hole (default: yes)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from recorder.reader import CorruptBlock
     from recorder.replay import Replay, recording_span
 
     try:
         start, end, symbols = resolve_range(args)
-        replay = Replay(args.paths, start_ns=start, end_ns=end, symbols=symbols, speed=args.speed)
+        replay = Replay(
+            args.paths,
+            start_ns=start,
+            end_ns=end,
+            symbols=symbols,
+            speed=args.speed,
+            skip_damaged=args.skip_damaged,
+        )
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"replay: {exc}") from None
     first, last = recording_span(args.paths)
@@ -51,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
             f"{top.ask_price}@{top.ask_size}"
         )
 
-    stats = replay.run(on_top=show if args.show else None, progress=progress)
+    try:
+        stats = replay.run(on_top=show if args.show else None, progress=progress)
+    except CorruptBlock as exc:
+        print(file=sys.stderr)
+        raise SystemExit(f"replay: {exc}") from None
     print(file=sys.stderr)
     print(
         f"replayed {stats.frames:,} frames ({stats.frame_bytes / 1e6:,.1f} MB) "
@@ -60,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         f"gaps {stats.gaps}, resyncs {stats.resyncs}, bad frames {stats.bad_frames}, "
         f"recorder holes {stats.lost_records}"
     )
+    if stats.damaged_blocks or stats.duplicate_blocks:
+        print(
+            f"{stats.damaged_blocks} damaged block(s) skipped (their records are in the holes), "
+            f"{stats.duplicate_blocks} duplicated block(s) read once"
+        )
     print(
         f"digests: {stats.digests_checked} match live, {len(stats.mismatches)} differ, "
         f"{stats.digests_unverified} not checkable (book not at that seqNum)"

@@ -10,6 +10,7 @@ file is intact, the session was not.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "check recordings: every block decodes, counts and times agree, files are finalised"
@@ -18,6 +19,12 @@ HELP = "check recordings: every block decodes, counts and times agree, files are
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="recording files or directories")
     parser.add_argument("--quiet", "-q", action="store_true", help="print failures only")
+    parser.add_argument(
+        "--skip-damaged",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="only --no-skip-damaged (the default): verify reads every block, fails on damage",
+    )
 
 
 def verify_file(path: str | Path) -> tuple[list[str], list[str]]:
@@ -116,6 +123,9 @@ def verify_file(path: str | Path) -> tuple[list[str], list[str]]:
 def run(args: argparse.Namespace) -> int:
     from recorder.reader import describe_leftover, recording_files_or_exit
 
+    if args.skip_damaged:  # accepted for symmetry with replay/export, never honoured
+        print("verify: --skip-damaged is refused: verify fails on damage", file=sys.stderr)
+        return 2
     files, leftovers = recording_files_or_exit(args.paths, "verify")
     for partial, final in leftovers:
         print(f"NOTE {describe_leftover(partial, final)}")
