@@ -51,6 +51,24 @@ KINDS = {
 }
 NO_CONN = -1  # conn_id of records that belong to no connection (header, status, loss...)
 
+# The footer's keys and the JSON types of their values (docs/FORMAT.md); verify requires
+# them all (a reader may add keys: unknown ones are allowed).
+FOOTER_KEYS: dict[str, tuple[type, ...]] = {
+    "format": (str,),
+    "version": (int,),
+    "first_ns": (int, type(None)),
+    "last_ns": (int, type(None)),
+    "blocks": (int,),
+    "records": (int,),
+    "frames": (int,),
+    "raw_bytes": (int,),
+    "kinds": (dict,),
+    "finalised_ns": (int,),
+    "finalised_by": (str,),
+    "indexed": (bool,),
+}
+FINALISED_BY = ("time", "size", "close")
+
 # zstd skippable frames: u32 magic 0x184D2A50..5F (little endian), u32 size, then data.
 SKIPPABLE_MAGIC = 0x184D2A5B
 _SKIP = struct.Struct("<II")

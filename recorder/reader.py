@@ -223,11 +223,19 @@ def _scan_index(f: BinaryIO, size: int, path: Path) -> FileScan | None:
         expected = block.end
     if expected != footer_offset:
         return None
-    try:
-        footer = orjson.loads(footer_data[len(fmt.FOOTER_TAG) :])
-    except orjson.JSONDecodeError:
+    footer = _footer(footer_data)
+    if footer is None:
         return None
     return FileScan(path, blocks, footer, None, size, indexed=True, trailer=True)
+
+
+def _footer(data: bytes) -> dict | None:
+    """The footer's JSON object, or None if it is not one (verify checks its keys)."""
+    try:
+        footer = orjson.loads(data[len(fmt.FOOTER_TAG) :])
+    except orjson.JSONDecodeError:
+        return None
+    return footer if isinstance(footer, dict) else None
 
 
 def _scan_headers(f: BinaryIO, size: int, path: Path) -> FileScan:
@@ -250,9 +258,8 @@ def _scan_headers(f: BinaryIO, size: int, path: Path) -> FileScan:
             result.problem = f"cut at byte {size} (inside the header at offset {offset})"
             break
         if data.startswith(fmt.FOOTER_TAG):
-            try:
-                result.footer = orjson.loads(data[len(fmt.FOOTER_TAG) :])
-            except orjson.JSONDecodeError:
+            result.footer = _footer(data)
+            if result.footer is None:
                 result.problem = f"unreadable footer at offset {offset}"
             offset += fmt.SKIP_HEAD + data_size
             continue

@@ -14,6 +14,7 @@ import pytest
 
 from bookengine.simulator import MarketModel
 from recorder import format as fmt
+from recorder.commands.verify import verify_file
 from recorder.reader import (
     CorruptBlock,
     RecordingReader,
@@ -194,4 +195,44 @@ def test_replay_and_export_skip_damage_unless_told_not_to_and_never_print_a_trac
     assert refused.returncode == 2 and "verify fails on damage" in refused.stderr
     info = cli("info", damaged.parent)
     assert info.returncode == 1 and "1 damaged block(s)" in info.stdout
+    assert "Traceback" not in info.stderr
+
+
+# --- d: footers with damaged keys ---------------------------------------------------------
+
+
+def with_footer(path, directory, footer: bytes):
+    """A copy of finalised `path` whose footer frame holds `footer` (after its tag); the
+    index and trailer are rewritten to match, so only the footer is wrong."""
+    info = scan(path)
+    data = path.read_bytes()
+    footer_offset = info.blocks[-1].end
+    head = data[:footer_offset] + fmt.skippable(fmt.FOOTER_TAG + footer)
+    tail = fmt.index_frame(info.blocks) + fmt.trailer(footer_offset, len(head))
+    return place(directory, path.name, head + tail)
+
+
+def test_verify_checks_the_footer_keys(tmp_path):
+    path = record(tmp_path / "good")
+    assert verify_file(path) == ([], [])
+    footer = scan(path).footer
+    renamed = orjson.dumps(footer).replace(b'"records"', b'"recordz"')
+    missing = orjson.dumps({k: v for k, v in footer.items() if k != "frames"})
+    mistyped = orjson.dumps({**footer, "blocks": str(footer["blocks"])})
+    wrong = orjson.dumps({**footer, "first_ns": footer["first_ns"] - 1})
+    cases = {
+        "renamed": (renamed, "footer lacks records"),
+        "missing": (missing, "footer lacks frames"),
+        "mistyped": (mistyped, "footer blocks is not"),
+        "wrong": (wrong, "footer says first_ns"),
+        "not an object": (b"[1, 2]", "footer"),
+    }
+    for name, (text, expected) in cases.items():
+        copy = with_footer(path, tmp_path / name.replace(" ", "-"), text)
+        assert list(iter_file(copy)) == list(iter_file(path))  # the records are intact
+        problems, _ = verify_file(copy)
+        assert any(expected in p for p in problems), (name, problems)
+    verify = cli("verify", tmp_path / "renamed")
+    assert verify.returncode == 1 and "footer lacks records" in verify.stdout
+    info = cli("info", tmp_path / "not-an-object")
     assert "Traceback" not in info.stderr

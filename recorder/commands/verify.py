@@ -105,19 +105,40 @@ def verify_file(path: str | Path) -> tuple[list[str], list[str]]:
                         )
     if stepped_back:
         notes.append(f"arrival time steps back {stepped_back} time(s) (wall clock adjusted?)")
-    footer = walked.footer
-    if footer is not None and not walked.problem:
+    if walked.footer is not None and not walked.problem:
         expect = {
+            "format": fmt.FORMAT_NAME,
+            "version": fmt.FORMAT_VERSION,
+            "first_ns": walked.first_ns,
+            "last_ns": walked.last_ns,
             "blocks": len(walked.blocks),
             "records": sum(b.records for b in walked.blocks),
+            "frames": sum(b.frames for b in walked.blocks),
             "raw_bytes": sum(b.raw for b in walked.blocks),
+            "kinds": kinds,
         }
-        for key, value in expect.items():
-            if key in footer and footer[key] != value:
-                problems.append(f"footer says {key} {footer[key]}, the blocks hold {value}")
-        if "kinds" in footer and footer["kinds"] != kinds:
-            problems.append(f"footer counts {footer['kinds']}, the blocks hold {kinds}")
+        problems.extend(footer_problems(walked.footer, expect))
     return problems, notes
+
+
+def footer_problems(footer: dict, expect: dict) -> list[str]:
+    """Every key of the footer schema, of its type, and equal to what the blocks hold: a
+    footer with a damaged key fails, it is not silently half checked."""
+    from recorder import format as fmt
+
+    problems = []
+    for key, types in fmt.FOOTER_KEYS.items():
+        value = footer.get(key)
+        if key not in footer:
+            problems.append(f"footer lacks {key}")
+        elif not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            problems.append(f"footer {key} is not {names}: {value!r}")
+        elif key in expect and value != expect[key]:
+            problems.append(f"footer says {key} {value!r}, the blocks hold {expect[key]!r}")
+    if footer.get("finalised_by") not in fmt.FINALISED_BY:
+        problems.append(f"footer finalised_by is not one of {', '.join(fmt.FINALISED_BY)}")
+    return problems
 
 
 def run(args: argparse.Namespace) -> int:
