@@ -50,6 +50,10 @@ KINDS = {
     CHECKPOINT: "checkpoint",
 }
 NO_CONN = -1  # conn_id of records that belong to no connection (header, status, loss...)
+# The most a block may decompress to. The writer cuts blocks at 1 MiB of records (one
+# record past it at most: a frame, which the Feed caps at 16 MiB) and never writes one
+# over this; a reader treats a block that says or turns out larger as damaged, unread.
+MAX_BLOCK_BYTES = 64 << 20
 
 # The footer's keys and the JSON types of their values (docs/FORMAT.md); verify requires
 # them all (a reader may add keys: unknown ones are allowed).

@@ -284,10 +284,17 @@ def _scan_headers(f: BinaryIO, size: int, path: Path) -> FileScan:
 def read_block(
     f: BinaryIO, info: BlockInfo, decompressor: zstandard.ZstdDecompressor | None = None
 ) -> list[Record]:
-    """Decode one block; CorruptBlock if it does not decode to what its header says."""
+    """Decode one block; CorruptBlock if it does not decode to what its header says. Sizes
+    are checked before decompressing: zstd allocates what a frame declares whatever
+    `max_output_size` says, so a crafted block could otherwise cost gigabytes."""
     f.seek(info.offset + fmt.BLOCK_HEAD)
     compressed = f.read(info.compressed)
     try:
+        if info.raw > fmt.MAX_BLOCK_BYTES:
+            raise ValueError(f"{info.raw} bytes: over the cap, {fmt.MAX_BLOCK_BYTES}")
+        declared = zstandard.get_frame_parameters(compressed).content_size
+        if declared not in (info.raw, zstandard.CONTENTSIZE_UNKNOWN):
+            raise ValueError(f"the zstd frame declares {declared} bytes, the header {info.raw}")
         raw = (decompressor or zstandard.ZstdDecompressor()).decompress(
             compressed, max_output_size=info.raw
         )

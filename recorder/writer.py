@@ -125,6 +125,8 @@ class RecordingWriter(_RecordMethods):
             raise ValueError("max_bytes must be at least 4096")
         if block_records < 1 or block_bytes < 1 or flush_s <= 0:
             raise ValueError("block_records, block_bytes and flush_s must be > 0")
+        if block_bytes > fmt.MAX_BLOCK_BYTES:
+            raise ValueError(f"block_bytes must be at most {fmt.MAX_BLOCK_BYTES} (a reader's cap)")
         if not prefix or "/" in prefix or prefix.startswith("."):
             raise ValueError(f"bad file name prefix {prefix!r}")
         self.out_dir = Path(out_dir)
@@ -196,6 +198,19 @@ class RecordingWriter(_RecordMethods):
 
     def _append(self, kind: bytes, arrival_ns: int, conn_id: int, payload: bytes) -> None:
         record = b"%s %d %d %d %s\n" % (kind, arrival_ns, conn_id, len(payload), payload)
+        if self._buffer_bytes + len(record) > fmt.MAX_BLOCK_BYTES:
+            self.flush()  # readers refuse a block over the cap: this record starts the next
+            if len(record) > fmt.MAX_BLOCK_BYTES:
+                log.warning(
+                    "a %s record of %d bytes is larger than a block may be (%d): "
+                    "written as a loss record",
+                    fmt.KINDS.get(kind, "?"),
+                    len(record),
+                    fmt.MAX_BLOCK_BYTES,
+                )
+                hole = {"first_ns": arrival_ns, "last_ns": arrival_ns, "count": 1}
+                self._append(fmt.LOSS, arrival_ns, fmt.NO_CONN, orjson.dumps(hole))
+                return
         buffer = self._buffer
         if buffer:
             if arrival_ns < self._block_min:

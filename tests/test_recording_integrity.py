@@ -7,10 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import orjson
 import pytest
+import zstandard
 
 from bookengine.simulator import MarketModel
 from recorder import format as fmt
@@ -236,3 +238,70 @@ def test_verify_checks_the_footer_keys(tmp_path):
     assert verify.returncode == 1 and "footer lacks records" in verify.stdout
     info = cli("info", tmp_path / "not-an-object")
     assert "Traceback" not in info.stderr
+
+
+# --- e: the block size cap ----------------------------------------------------------------
+
+
+def crafted(directory, path, frame: bytes, raw: int):
+    """The header block of `path`, then a block of `raw` bytes said to be `frame`."""
+    head = path.read_bytes()[: scan(path).blocks[0].end]
+    block = fmt.block_header(len(frame), raw, 1, 1, T0 + 10, T0 + 10) + frame
+    return place(directory, path.name + fmt.PARTIAL, head + block)
+
+
+def zeros_frame(size: int) -> bytes:
+    """A zstd frame that declares and holds `size` zero bytes, made without holding them."""
+    packer = zstandard.ZstdCompressor(level=1).compressobj(size=size)
+    chunk = bytes(1 << 20)
+    out = [packer.compress(chunk) for _ in range(size >> 20)]
+    return b"".join(out) + packer.compress(bytes(size & ((1 << 20) - 1))) + packer.flush()
+
+
+def read_with_peak(path):
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        records = list(iter_records([path], skip_damaged=True))
+        return records, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_block_over_the_cap_is_damage_and_is_never_decompressed(tmp_path):
+    path = record(tmp_path / "good", n=10)
+    # well-formed records, one block just over the cap
+    payload = b"x" * (fmt.MAX_BLOCK_BYTES - 20)
+    line = fmt.encode_record(fmt.FRAME, T0 + 10, 0, payload)
+    assert len(line) > fmt.MAX_BLOCK_BYTES
+    frame = zstandard.ZstdCompressor(level=1).compress(line)
+    del payload
+    big = crafted(tmp_path / "big", path, frame, len(line))
+    del line
+    with pytest.raises(CorruptBlock, match="bytes: over the cap"):
+        list(iter_records([big]))
+    records, peak = read_with_peak(big)
+    assert [r.kind for r in records][-1:] == [fmt.LOSS] and peak < fmt.MAX_BLOCK_BYTES // 8
+    # a small block header in front of a frame that declares a quarter of a GiB
+    lying = crafted(tmp_path / "lying", path, zeros_frame(256 << 20), 100)
+    records, peak = read_with_peak(lying)
+    assert [r.kind for r in records][-1:] == [fmt.LOSS] and peak < 4 << 20
+
+
+def test_the_writer_keeps_every_block_under_the_cap(tmp_path, caplog):
+    with pytest.raises(ValueError, match="block_bytes"):
+        RecordingWriter(tmp_path, block_bytes=fmt.MAX_BLOCK_BYTES + 1)
+    half = b"y" * (fmt.MAX_BLOCK_BYTES // 2 + 1)
+    with caplog.at_level(logging.WARNING, logger="recorder.writer"):
+        with RecordingWriter(tmp_path, rotate_s=None, block_bytes=fmt.MAX_BLOCK_BYTES) as w:
+            w.write_frame(0, T0, half)
+            w.write_frame(0, T0 + 1, half)  # together over the cap: a block each
+            w.write_frame(0, T0 + 2, b"z" * fmt.MAX_BLOCK_BYTES)  # alone over it
+            w.write_frame(0, T0 + 3, b"after")
+    blocks = scan(w.files[0]).blocks
+    assert all(b.raw <= fmt.MAX_BLOCK_BYTES for b in blocks)
+    records = [r for r in iter_file(w.files[0]) if r.kind != fmt.HEADER]
+    assert [r.kind for r in records] == [fmt.FRAME, fmt.FRAME, fmt.LOSS, fmt.FRAME]
+    assert records[0].payload == records[1].payload == half and records[3].payload == b"after"
+    assert orjson.loads(records[2].payload) == {"first_ns": T0 + 2, "last_ns": T0 + 2, "count": 1}
+    assert any("larger than a block may be" in m for m in caplog.messages)
