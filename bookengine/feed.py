@@ -658,7 +658,7 @@ class _Connection:
     async def _watchdog(self, ws: ClientConnection) -> None:
         """Snapshot timeouts (via BookSync) and a socket that went silent."""
         while True:
-            await asyncio.sleep(min(1.0, self.feed.silence_timeout / 4))
+            await asyncio.sleep(min(0.25, self.feed.silence_timeout / 4))
             self.feed._handle(self, self.sync.check_timeouts(time.time_ns()))
             silent = time.monotonic() - self._last_rx
             if silent > self.feed.silence_timeout:

@@ -26,10 +26,12 @@ chain is a new chain. Only a snapshot that arrives while the book is synced and 
 than what the book already holds is stale.
 
 Recovery budget (`RecoveryPolicy`): the first failure resubscribes at once; each further
-failure in a row waits twice as long (1 s, 2 s, ... jittered, capped at 60 s); after
+failure in a row waits twice as long (0.25 s, 0.5 s, 1 s, ... jittered 0.5-1x, capped at
+60 s); after
 `report_after` failures in a row the book is reported `failing` (status event, counter)
 and retried once per `max_delay_s`, never faster, never abandoned. A book that stayed
-synced for `stable_s` starts with a fresh budget. A snapshot timeout (subscribed, acked,
+synced for `stable_s`, or applied `stable_deltas` deltas, starts with a fresh budget:
+the odd gap of a healthy book is always answered at once. A snapshot timeout (subscribed, acked,
 then silent: an out-of-range grouping) is a failure like any other.
 
 While a book is not synced its deltas are counted and ignored and no top-of-book is
@@ -78,16 +80,17 @@ _MAX_ROUTES = 10_000  # (topic spelling, data.symbol) pairs remembered
 class RecoveryPolicy:
     """How a book that keeps failing is retried (see the module docstring)."""
 
-    first_delay_s: float = 1.0  # the wait before the second resubscribe in a row
+    first_delay_s: float = 0.25  # the wait before the second resubscribe in a row
     max_delay_s: float = 60.0  # the cap, and the pace of a failing book
     report_after: int = 5  # failures in a row before the book is reported failing
     stable_s: float = 30.0  # synced this long: the next failure starts a fresh budget
+    stable_deltas: int = 3  # ... or this many deltas applied since the last snapshot
 
     def __post_init__(self) -> None:
         if not 0 < self.first_delay_s <= self.max_delay_s:
             raise ValueError("RecoveryPolicy: need 0 < first_delay_s <= max_delay_s")
-        if self.report_after < 1 or self.stable_s < 0:
-            raise ValueError("RecoveryPolicy: report_after >= 1 and stable_s >= 0")
+        if self.report_after < 1 or self.stable_s < 0 or self.stable_deltas < 1:
+            raise ValueError("RecoveryPolicy: report_after >= 1, stable_s >= 0, stable_deltas >= 1")
 
     def delay_ns(self, failures: int, key: str) -> int:
         """The wait before resubscribing after `failures` failures in a row. Jittered
@@ -176,6 +179,7 @@ class _Book:
         "stats",
         "failures",
         "synced_ns",
+        "synced_deltas",
     )
 
     def __init__(self, topic: Topic, spelled: str) -> None:
@@ -192,6 +196,7 @@ class _Book:
         self.stats = TopicStats()
         self.failures = 0  # failed recoveries in a row
         self.synced_ns: int | None = None  # since when synced
+        self.synced_deltas = 0  # stats.deltas when it synced
 
 
 class BookSync:
@@ -485,6 +490,7 @@ class BookSync:
         events: list[Event] = []
         if state.status is not _SYNCED:
             state.synced_ns = arrival_ns
+            state.synced_deltas = stats.deltas
             self._set_status(state, _SYNCED, Reason.SNAPSHOT, arrival_ns, events, f"seqNum {seq}")
         top = (
             book._best_bid,
@@ -650,7 +656,10 @@ class BookSync:
     ) -> list[Event]:
         """The book is invalid: report it and resubscribe within the recovery budget."""
         policy = self.recovery
-        if state.synced_ns is not None and arrival_ns - state.synced_ns >= policy.stable_s * 1e9:
+        if state.synced_ns is not None and (
+            arrival_ns - state.synced_ns >= policy.stable_s * 1e9
+            or state.stats.deltas - state.synced_deltas >= policy.stable_deltas
+        ):
             state.failures = 0  # it had been fine for a while: a fresh budget
         state.failures += 1
         state.synced_ns = None

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import orjson
 
+from bookengine import naming
 from bookengine.events import (
     BadFrame,
     BookUpdate,
@@ -116,7 +117,8 @@ class Replay:
             raise ValueError("speed must be > 0 (or None: as fast as possible)")
         self.start_ns = start_ns
         self.end_ns = end_ns
-        self.symbols = None if symbols is None else {s.upper() for s in symbols}
+        # any spelling (btc-perp, BTC-PERP-USDT, BTCPFC): events carry the socket name
+        self.symbols = None if symbols is None else {naming.canonical(s) for s in symbols}
         self.speed = speed
         self.book_updates = book_updates
         self.snapshot_timeout_s = snapshot_timeout_s
@@ -290,10 +292,15 @@ class Replay:
         replay must rebuild every book from the frames, or a divergence could hide."""
         if start is None:
             return []
-        topic = _topic(orjson.loads(payload)["topic"])
+        text = orjson.loads(payload)["topic"]
+        topic = _topic(text)
         sync = self.sync(conn)
         if topic is None or sync.book(*topic) is not None:
             return []
+        if sync.status(*topic) is None:
+            # the session's subscribe lies before the window: BookSync follows only
+            # subscribed streams, so subscribe it here, as live had
+            sync.subscribe([text], ns)
         return list(sync.feed(ns, payload))
 
     def _checkpoint_interval(self) -> float:

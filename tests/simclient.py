@@ -7,8 +7,17 @@ import asyncio
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-# Feed options that keep tests short: quick keepalive, timeouts and reconnects.
-FAST = dict(ping_interval=0.5, snapshot_timeout=1.0, silence_timeout=3.0, backoff=(0.05, 0.3))
+from bookengine.sync import RecoveryPolicy
+
+# Feed options that keep tests short: quick keepalive, timeouts, reconnects and recoveries
+# (the tests' fault rates are far denser than BTSE's: a gap every ~30 deltas).
+FAST = dict(
+    ping_interval=0.5,
+    snapshot_timeout=1.0,
+    silence_timeout=3.0,
+    backoff=(0.05, 0.3),
+    recovery=RecoveryPolicy(first_delay_s=0.05, max_delay_s=0.5),
+)
 
 
 def run(coro, timeout: float = 20.0):

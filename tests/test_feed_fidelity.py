@@ -94,8 +94,8 @@ def test_a_never_served_topic_is_reported_after_a_bounded_number_of_resubscribes
         policy = RecoveryPolicy(first_delay_s=0.05, max_delay_s=0.3, report_after=3)
         options = {**FAST, "snapshot_timeout": 0.2}
         async with Simulator(symbols=["BTC-PERP"], rate=50) as sim:
-            feed = Feed(["update:BTC-PERP_9", "BTC-PERP"], url=sim.url, recovery=policy,
-                        tap=Tap(), **options)  # fmt: skip
+            options["recovery"] = policy
+            feed = Feed(["update:BTC-PERP_9", "BTC-PERP"], url=sim.url, tap=Tap(), **options)
             async with feed:
                 for _ in range(200):
                     if feed.status("BTC-PERP", 9) is SyncStatus.FAILING:
@@ -147,8 +147,10 @@ def test_hostile_server_bounded_subscribes_memory_and_every_topic_synced_or_repo
         tracemalloc.start()
         async with Simulator(symbols=symbols, rate=300, faults=faults, seed=3) as sim:
             policy = RecoveryPolicy(first_delay_s=0.1, max_delay_s=1.0, report_after=6)
-            async with Feed(symbols, url=sim.url, tap=Tap(), recovery=policy, queue_size=100,
-                            on_error=slow_on_error, **FAST) as feed:  # fmt: skip
+            options = {**FAST, "recovery": policy, "queue_size": 100}
+            async with Feed(
+                symbols, url=sim.url, tap=Tap(), on_error=slow_on_error, **options
+            ) as feed:
                 await asyncio.sleep(1.0)
                 base, _ = tracemalloc.get_traced_memory()
                 await asyncio.sleep(5.0)
