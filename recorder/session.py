@@ -10,6 +10,7 @@ synced book are written too, so a replay can prove it rebuilt the same books.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,8 +107,9 @@ async def record_session(
     feed_options: dict | None = None,
     on_event: Callable[[int, Event], None] | None = None,
 ) -> SessionStats:
-    """Record until `duration` elapses or the task is cancelled; the file is finalised
-    either way. Raises RecorderError (with the files kept) if the disk gives up."""
+    """Record until `duration` elapses or the task is cancelled; either way the session
+    ends with a digest of every synced book and the file is finalised. Raises
+    RecorderError (with the files kept) if the disk gives up."""
     metadata = {
         "symbols": topics,
         "url": url,
@@ -131,20 +133,22 @@ async def record_session(
         async with feed:
             next_digest = time.monotonic() + digest_interval
             next_checkpoint = time.monotonic()  # one as soon as the books are synced
-            while duration is None or time.monotonic() - started < duration:
-                await asyncio.sleep(min(status_interval, 0.2))
-                if sink.error is not None:
-                    failure = sink.error
-                    break
-                if time.monotonic() >= next_digest:
-                    next_digest += digest_interval
-                    _write_digests(feed, sink)
-                if time.monotonic() >= next_checkpoint and _write_checkpoints(feed, sink):
-                    next_checkpoint = time.monotonic() + checkpoint_interval
-                _fill(stats, feed, writer, sink, tap, started)
-                if on_status is not None:
-                    on_status(stats)
-            _write_digests(feed, sink)
+            # cancelled (Ctrl-C) ends the session as `duration` does, final digests included
+            with contextlib.suppress(asyncio.CancelledError):
+                while duration is None or time.monotonic() - started < duration:
+                    await asyncio.sleep(min(status_interval, 0.2))
+                    if sink.error is not None:
+                        failure = sink.error
+                        break
+                    if time.monotonic() >= next_digest:
+                        next_digest += digest_interval
+                        _write_digests(feed, sink)
+                    if time.monotonic() >= next_checkpoint and _write_checkpoints(feed, sink):
+                        next_checkpoint = time.monotonic() + checkpoint_interval
+                    _fill(stats, feed, writer, sink, tap, started)
+                    if on_status is not None:
+                        on_status(stats)
+            _write_digests(feed, sink)  # the books the session ends with, for replay to prove
     except asyncio.CancelledError:
         pass
     finally:

@@ -89,6 +89,35 @@ def test_the_files_of_overlapping_sessions_interleave(at_the_same_time):
     assert changes >= 3
 
 
+def test_a_cancelled_session_ends_with_a_digest_of_every_synced_book(tmp_path):
+    """Ctrl-C (a cancelled task) ends a recording like its `duration` does: the final
+    digests let a replay prove it rebuilt the very books the live feed ended with."""
+    tops: set[str] = set()
+
+    async def body():
+        async with Simulator(symbols=SYMBOLS, rate=300) as sim:
+            recording = asyncio.create_task(
+                record_session(
+                    SYMBOLS,
+                    tmp_path,
+                    url=sim.url,
+                    digest_interval=3600,  # no periodic digest: only the final ones
+                    feed_options=FAST,
+                    on_event=lambda conn, e: tops.add(e.symbol) if type(e) is TopOfBook else None,
+                )
+            )
+            while tops != set(SYMBOLS):
+                await asyncio.sleep(0.01)
+            recording.cancel()
+            return await recording
+
+    stats = run(body())
+    assert stats.frames > 0
+    replay = Replay([tmp_path])
+    list(replay.events())
+    assert replay.stats.digests_checked == len(SYMBOLS) and replay.stats.mismatches == []
+
+
 def test_a_clean_stop_records_the_close_of_every_connection(one_after_the_other):
     first, second, _ = one_after_the_other
     for out in (first, second):
