@@ -42,3 +42,20 @@ def test_bad_arguments_are_clear():
     assert result.returncode != 0 and "watch:" in result.stderr
     result = cli("simulate", "--faults", "drop=7")
     assert result.returncode != 0 and "probability" in result.stderr
+
+
+@pytest.mark.integration
+def test_record_and_replay_take_every_spelling_btse_hands_out(tmp_path):
+    spellings = ["BTC-PERP-USDT", "btc-usd", "K_PEIPEI-USDT", "BTC-260925-USDT", "BTCPFC"]
+    result = cli("record", *spellings, "snapshotL1:BTC-PERP_0", "--sim", "--duration", "3s",
+                 "--out", str(tmp_path), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "gaps 0" in result.stdout
+    from recorder.replay import Replay
+
+    tops = [e for e in Replay([tmp_path]).events() if type(e).__name__ == "TopOfBook"]
+    assert {t.symbol for t in tops} == {"BTC-PERP", "BTC-USD", "K_PEIPEI-USDT", "BTC-260925"}
+    result = cli("replay", str(tmp_path), "--symbols", "btcpfc")
+    assert result.returncode == 0, result.stderr
+    perp = sum(1 for t in tops if t.symbol == "BTC-PERP")
+    assert f"top-of-book events {perp:,}" in result.stdout
