@@ -36,7 +36,7 @@ from bookengine.events import (
     TopOfBook,
 )
 from bookengine.feed import CLOSED_BY_APP
-from bookengine.sync import BookSync
+from bookengine.sync import BookSync, RecoveryPolicy
 from recorder import format as fmt
 from recorder.reader import (
     RecordingReader,
@@ -83,11 +83,12 @@ class ReplayStats:
 @dataclass
 class _Session:
     """What the live Feed of one recording session had: a BookSync per connection slot,
-    the opens awaiting their subscribe, its once-a-second watchdog."""
+    the opens awaiting their subscribe, its once-a-second watchdog, its retry policy."""
 
     syncs: dict[int, BookSync] = field(default_factory=dict)
     opened: dict[int, int] = field(default_factory=dict)  # conn -> open ns, until subscribe
     next_timeouts: int = 0
+    recovery: RecoveryPolicy | None = None  # None: BookSync's default
 
 
 class Replay:
@@ -133,7 +134,9 @@ class Replay:
         sync = self._session.syncs.get(conn_id)
         if sync is None:
             sync = self._session.syncs[conn_id] = BookSync(
-                book_updates=self.book_updates, snapshot_timeout_s=self.snapshot_timeout_s
+                book_updates=self.book_updates,
+                snapshot_timeout_s=self.snapshot_timeout_s,
+                recovery=self._session.recovery,
             )
         return sync
 
@@ -153,7 +156,7 @@ class Replay:
         if key is None and self._sessions:
             return
         if key not in self._sessions:
-            self._sessions[key] = _Session()
+            self._sessions[key] = _Session(recovery=_recovery(header))
         self._session = self._sessions[key]
 
     def run(
@@ -317,6 +320,16 @@ def _topic(text: str) -> tuple[str, int | None] | None:
     except TopicError:
         return None
     return parsed.symbol, parsed.grouping
+
+
+def _recovery(header: dict | None) -> RecoveryPolicy | None:
+    """The retry policy the live books had (header `recovery`, written by record_session);
+    None (BookSync's default) for older recordings or an unreadable one."""
+    fields = (header or {}).get("recovery")
+    try:
+        return RecoveryPolicy(**fields) if isinstance(fields, dict) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _pace(origin: tuple[int, float] | None, ns: int, speed: float) -> tuple[int, float]:

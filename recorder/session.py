@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import orjson
 from bookengine import __version__
 from bookengine.events import Event, StatusChanged
 from bookengine.feed import CLOSED_BY_APP, Feed
+from bookengine.sync import RecoveryPolicy
 from recorder.writer import RecorderError, RecorderSink, RecordingWriter
 
 
@@ -110,12 +112,16 @@ async def record_session(
     """Record until `duration` elapses or the task is cancelled; either way the session
     ends with a digest of every synced book and the file is finalised. Raises
     RecorderError (with the files kept) if the disk gives up."""
+    options = dict(feed_options or {})
+    # the live books' retry policy: replay needs it to report the same failing statuses
+    recovery = options.setdefault("recovery", RecoveryPolicy())
     metadata = {
         "symbols": topics,
         "url": url,
         "library": f"bookengine {__version__}",
         "start_ns": time.time_ns(),
         "checkpoint_interval_s": checkpoint_interval,
+        "recovery": dataclasses.asdict(recovery),
     }
     writer = RecordingWriter(out_dir, metadata, rotate_s=rotate_s, max_bytes=max_bytes)
     sink = RecorderSink(writer)
@@ -128,7 +134,7 @@ async def record_session(
 
     started = time.monotonic()
     failure: RecorderError | None = None
-    feed = Feed(topics, url=url, tap=tap, on_error=on_error, **(feed_options or {}))
+    feed = Feed(topics, url=url, tap=tap, on_error=on_error, **options)
     try:
         async with feed:
             next_digest = time.monotonic() + digest_interval
