@@ -27,6 +27,10 @@ class LevelError(FrameError):
     """A price or size that is not a finite, non-negative decimal we can key exactly."""
 
 
+class IllegalTransition(BookEngineError):
+    """A sync status change the state table does not allow: a bug in bookengine."""
+
+
 class ExchangeError(BookEngineError):
     """An error the exchange reported in an error frame (codes in PROTOCOL.md)."""
 

@@ -1,4 +1,5 @@
-"""What `BookSync` reports: events for callbacks and the actions the I/O layer must take.
+"""What `BookSync` reports: events for callbacks, and `Resubscribe`, the one action the
+I/O layer must take (kept apart from events: `BookSync.take_actions()`).
 
 Events are NamedTuples: cheap to create on the hot path, immutable, comparable (replay
 tests compare live and replayed event streams one by one) and printable.
@@ -90,7 +91,8 @@ class StatusChanged(NamedTuple):
 
 
 class Resubscribe(NamedTuple):
-    """Action: unsubscribe + subscribe this one topic (gap, crossed, timeout...)."""
+    """An *action*, not an event: the driver must unsubscribe + subscribe this one topic
+    (gap, crossed, timeout...). `BookSync.take_actions()` hands them out."""
 
     topic: str
     reason: Reason
@@ -144,7 +146,6 @@ Event = (
     TopOfBook
     | BookUpdate
     | StatusChanged
-    | Resubscribe
     | Subscribed
     | Unsubscribed
     | ExchangeErrors

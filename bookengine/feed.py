@@ -53,7 +53,6 @@ from bookengine.events import (
     Event,
     ExchangeErrors,
     L1Quote,
-    Resubscribe,
     StatusChanged,
     SyncStatus,
     TopOfBook,
@@ -388,9 +387,6 @@ class Feed:
                     self._latency_of(topic).exchange_ms.append(
                         event.arrival_ns / 1e6 - event.exchange_ms
                     )
-            elif kind is Resubscribe:
-                conn.resubscribe(event.topic)
-                continue  # an action for us, not news for the strategy
             else:
                 if kind is StatusChanged:
                     conn.status_changed(event)
@@ -606,7 +602,8 @@ class _Connection:
         reason = ""
         try:
             stats = feed._stats
-            sync_feed = self.sync.feed
+            sync = self.sync
+            sync_feed = sync.feed
             handle = feed._handle
             while True:
                 raw = await ws.recv(decode=False)
@@ -619,6 +616,8 @@ class _Connection:
                 events = sync_feed(arrival, raw)
                 if events:
                     handle(self, events)
+                if sync.pending_actions:
+                    self.carry_out_actions()
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else (exc.sent.code if exc.sent else None)
             reason = (exc.rcvd.reason if exc.rcvd else "") or str(exc)
@@ -645,10 +644,11 @@ class _Connection:
             if tap is not None:
                 tap.on_sent(self.id, time.time_ns(), payload)
 
-    def resubscribe(self, topic: str) -> None:
-        """Carry out BookSync's Resubscribe for one topic (others are untouched)."""
-        self._send(encode_unsubscribe([topic]))
-        self._send(encode_subscribe([topic]))
+    def carry_out_actions(self) -> None:
+        """BookSync's resubscribes: one topic each, the others on the socket untouched."""
+        for action in self.sync.take_actions():
+            self._send(encode_unsubscribe([action.topic]))
+            self._send(encode_subscribe([action.topic]))
 
     async def _keepalive(self) -> None:
         while True:
@@ -660,6 +660,7 @@ class _Connection:
         while True:
             await asyncio.sleep(min(0.25, self.feed.silence_timeout / 4))
             self.feed._handle(self, self.sync.check_timeouts(time.time_ns()))
+            self.carry_out_actions()
             silent = time.monotonic() - self._last_rx
             if silent > self.feed.silence_timeout:
                 log.warning("connection %d silent for %.1fs: reconnecting", self.id, silent)

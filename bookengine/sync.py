@@ -1,8 +1,11 @@
 """`BookSync`: the sans-I/O state machine that keeps every book of one connection in sync.
 
 It never awaits, sleeps, reads a clock or touches a socket: the caller passes the arrival
-time with each frame and carries out the `Resubscribe` actions it returns. The same bytes
-fed in the same order give the same events, which is what makes replay equal live.
+time with each frame. Its two outputs are kept apart, as in websockets' sans-I/O
+`Protocol`: `feed()` (and the other calls) return *events*, what happened; the actions
+the driver must carry out (`Resubscribe`) wait in `pending_actions` until
+`take_actions()` drains them. The same calls with the same bytes in the same order give
+the same events, which is what makes replay equal live.
 
 Streams. One state per stream *key* (`Topic.key`): `update:SYM_G` for a book and
 `snapshotL1:SYM[_G]` for L1 quotes. Frames are routed by `data.symbol` (folded to its
@@ -37,6 +40,21 @@ then silent: an out-of-range grouping) is a failure like any other.
 While a book is not synced its deltas are counted and ignored and no top-of-book is
 published: only a new snapshot makes it valid again. L1 streams are `synced` from their
 first quote on; they have no sequence, so only a lost connection or a rejection ends that.
+
+Every status change goes through one function (`_set_status`) and emits exactly one
+`StatusChanged`, so `status()` always equals the last event. What may cause what:
+
+    reason                                   from                         to
+    subscribed                               any (or none yet)            waiting_for_snapshot
+    snapshot (a book's, or an L1 quote)      waiting, out_of_sync, failing  synced
+    gap, crossed, stale_snapshot,            synced, waiting,             out_of_sync, failing
+      bad_frame, snapshot_timeout              out_of_sync, failing
+    connection_lost                          waiting, synced,             out_of_sync
+                                               out_of_sync, failing
+    rejected, unsubscribed                   any subscribed               unsubscribed
+
+Anything else is a bug: `IllegalTransition`, which `feed()` turns into a `BadFrame` like
+any internal error, unless `STRICT` is set (the tests set it, so a bug fails them).
 """
 
 from __future__ import annotations
@@ -50,7 +68,7 @@ import orjson
 from bookengine import book as _book_module
 from bookengine import naming
 from bookengine.book import OrderBook, size_value, to_number
-from bookengine.errors import BookEngineError, FrameError, TopicError
+from bookengine.errors import BookEngineError, FrameError, IllegalTransition, TopicError
 from bookengine.events import (
     BadFrame,
     BookUpdate,
@@ -74,6 +92,30 @@ _NO_EVENTS: tuple = ()
 _SYNCED = SyncStatus.SYNCED
 _SAMPLE = 200  # bytes of a bad frame kept in its event
 _MAX_ROUTES = 10_000  # (topic spelling, data.symbol) pairs remembered
+STRICT = False  # re-raise internal errors from feed() instead of reporting a BadFrame
+
+_S = SyncStatus
+_ANY = frozenset(SyncStatus)
+_FAILED = frozenset({_S.OUT_OF_SYNC, _S.FAILING})
+_SUBSCRIBED = frozenset({_S.WAITING, _S.SYNCED, _S.OUT_OF_SYNC, _S.FAILING})
+# reason -> (the statuses it may leave, the statuses it may lead to): the table above
+_TRANSITIONS: dict[Reason, tuple[frozenset, frozenset]] = {
+    Reason.SUBSCRIBED: (_ANY, frozenset({_S.WAITING})),
+    Reason.SNAPSHOT: (frozenset({_S.WAITING, *_FAILED}), frozenset({_S.SYNCED})),
+    Reason.CONNECTION_LOST: (_SUBSCRIBED, frozenset({_S.OUT_OF_SYNC})),
+    Reason.REJECTED: (_SUBSCRIBED, frozenset({_S.UNSUBSCRIBED})),
+    Reason.UNSUBSCRIBED: (_SUBSCRIBED, frozenset({_S.UNSUBSCRIBED})),
+    **{
+        reason: (_SUBSCRIBED, _FAILED)
+        for reason in (
+            Reason.GAP,
+            Reason.CROSSED,
+            Reason.STALE_SNAPSHOT,
+            Reason.BAD_FRAME,
+            Reason.SNAPSHOT_TIMEOUT,
+        )
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -227,13 +269,20 @@ class BookSync:
         self._routes: dict[str, _Book] = {}  # topic as sent -> book (symbol checked per frame)
         self._routes_by_pair: dict[tuple[str, str], _Book] = {}  # (topic, data.symbol)
         self._pending: dict[str, int] = {}  # key -> since when we wait for its snapshot
-        self._retries: dict[str, int] = {}  # key -> when to resubscribe
+        self._retries: dict[str, tuple[int, Reason]] = {}  # key -> (when, why) to resubscribe
+        self.pending_actions: list[Resubscribe] = []  # for the driver: see take_actions()
         self.stats = SyncStats()
         # Reads well-formed deltas straight from the bytes (C accelerator; None without it).
         scanner = _book_module.Scanner
         self._scanner = scanner() if scanner is not None else None
 
     # --- what the I/O layer tells us -------------------------------------------------
+
+    def take_actions(self) -> list[Resubscribe]:
+        """Drain what the driver must do now (resubscribe these topics), oldest first.
+        A driver checks `pending_actions` after each call and carries these out."""
+        actions, self.pending_actions = self.pending_actions, []
+        return actions
 
     def subscribe(self, topics: Iterable[str], now_ns: int) -> list[Event]:
         """We sent a subscribe for `topics` (any spelling): expect a snapshot for each."""
@@ -275,6 +324,7 @@ class BookSync:
             self._set_status(state, SyncStatus.OUT_OF_SYNC, Reason.CONNECTION_LOST, now_ns, events)
         self._pending.clear()
         self._retries.clear()  # the next socket subscribes every topic anyway
+        self.pending_actions.clear()
         return events
 
     def check_timeouts(self, now_ns: int) -> list[Event]:
@@ -290,10 +340,10 @@ class BookSync:
             waited = (now_ns - since) / 1e9
             detail = f"no snapshot {waited:.1f}s after (re)subscribing"
             events.extend(self._out_of_sync(state, now_ns, Reason.SNAPSHOT_TIMEOUT, detail))
-        for key, due in list(self._retries.items()):
+        for key, (due, reason) in list(self._retries.items()):
             if now_ns >= due:
                 del self._retries[key]
-                events.append(self._resubscribe(self._subscribed[key], now_ns, None))
+                self._resubscribe(self._subscribed[key], now_ns, reason)
         return events
 
     # --- queries: any spelling of a symbol or topic ---------------------------------
@@ -402,6 +452,8 @@ class BookSync:
             except (KeyError, IndexError, TypeError, ValueError, BookEngineError) as exc:
                 return self._bad_book_frame(state, data, arrival_ns, raw, exc)
         except Exception as exc:  # a bug of ours: still never fatal to the feed
+            if STRICT:
+                raise
             return self._bad(arrival_ns, raw, f"internal error {type(exc).__name__}: {exc}")
 
     def _apply_delta(self, state: _Book, data: dict, arrival_ns: int, seq: int) -> Sequence[Event]:
@@ -682,15 +734,15 @@ class BookSync:
             self._set_status(state, SyncStatus.OUT_OF_SYNC, reason, arrival_ns, events, detail)
         delay = policy.delay_ns(state.failures, state.key)
         if delay:
-            self._retries[state.key] = arrival_ns + delay
+            self._retries[state.key] = (arrival_ns + delay, reason)
         else:
-            events.append(self._resubscribe(state, arrival_ns, reason))
+            self._resubscribe(state, arrival_ns, reason)
         return events
 
-    def _resubscribe(self, state: _Book, now_ns: int, reason: Reason | None) -> Resubscribe:
+    def _resubscribe(self, state: _Book, now_ns: int, reason: Reason) -> None:
         state.stats.resubscribes += 1
         self._pending[state.key] = now_ns  # the snapshot timeout runs from now
-        return Resubscribe(state.topic, reason or Reason.SNAPSHOT_TIMEOUT)
+        self.pending_actions.append(Resubscribe(state.topic, reason))
 
     def _set_status(
         self,
@@ -701,6 +753,11 @@ class BookSync:
         events: list[Event],
         detail: str = "",
     ) -> None:
+        allowed = _TRANSITIONS.get(reason)
+        if allowed is None or state.status not in allowed[0] or status not in allowed[1]:
+            raise IllegalTransition(
+                f"{state.key}: {state.status} -> {status} on {reason} is not in the table"
+            )
         if status is not _SYNCED:
             state.top = None
         state.status = status

@@ -18,3 +18,12 @@ def book_impl(request):
             pytest.fail("the C accelerator was not built in CI (setup.py, a compiler?)")
         pytest.skip("bookengine._fastbook is not built on this machine (optional)")
     yield request.param
+
+
+@pytest.fixture(autouse=True)
+def strict_core(monkeypatch):
+    """A bug inside BookSync.feed (an illegal status transition, an exception of ours)
+    fails the test instead of becoming a BadFrame, as it would in production."""
+    import bookengine.sync
+
+    monkeypatch.setattr(bookengine.sync, "STRICT", True)

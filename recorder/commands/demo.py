@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bookengine import BookSync, Resubscribe, StatusChanged
+    from bookengine import BookSync, StatusChanged
     from bookengine.simulator import MarketModel
 
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
         for event in sync.feed(clock, raw):
             if isinstance(event, StatusChanged):
                 notes.append(f"{event.topic}: {event.status} ({event.reason}) {event.detail}")
-            elif isinstance(event, Resubscribe):
-                feed(model.snapshot_frame(), model)  # what the live Feed's resubscribe brings
+        for _ in sync.take_actions():
+            feed(model.snapshot_frame(), model)  # what the live Feed's resubscribe brings
+
 
     for model in models.values():
         feed(model.snapshot_frame(), model)
