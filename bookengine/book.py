@@ -29,6 +29,7 @@ import re
 from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import chain, repeat
 from math import inf
 from operator import index, truediv
@@ -212,10 +213,22 @@ class OrderBook:
     """An L2 book for one topic. Prices and sizes come back as floats whose `repr` is the
     exact decimal that was sent."""
 
-    __slots__ = ("symbol", "_bids", "_asks", "_best_bid", "_best_ask", "_decimals", "_scale")
+    __slots__ = (
+        "symbol",
+        "seq",
+        "exchange_ms",
+        "_bids",
+        "_asks",
+        "_best_bid",
+        "_best_ask",
+        "_decimals",
+        "_scale",
+    )
 
     def __init__(self, symbol: str = "") -> None:
         self.symbol = symbol
+        self.seq: int | None = None  # the seqNum of the last snapshot/delta (BookSync sets it)
+        self.exchange_ms: int | None = None  # its exchange timestamp, if it carried one
         self._bids: dict[int, float] = {}
         self._asks: dict[int, float] = {}
         self._best_bid: float = -inf  # a key (int), or -inf / +inf for an empty side
@@ -274,6 +287,17 @@ class OrderBook:
         except (TypeError, ValueError) as exc:
             raise _level_error(exc) from None
 
+    def apply_scanned(self, scanner: object) -> bool:
+        """Apply the delta the C scanner just read (BookSync's fast path). False, with
+        nothing changed, if it needs the general path (a finer price: a rescale)."""
+        bests = scanner.apply(  # type: ignore[attr-defined]
+            self._bids, self._asks, self._best_bid, self._best_ask, self._decimals
+        )
+        if bests is None:
+            return False
+        self._best_bid, self._best_ask = bests
+        return True
+
     def _rescale(self, decimals: int) -> None:
         if decimals > _MAX_DECIMALS:
             raise LevelError(f"prices with more than {_MAX_DECIMALS} decimals")
@@ -298,6 +322,8 @@ class OrderBook:
 
     def clear(self) -> None:
         """Empty the book (and forget its precision: the next snapshot sets it)."""
+        self.seq = None
+        self.exchange_ms = None
         self._bids = {}
         self._asks = {}
         self._best_bid = -inf
@@ -322,6 +348,7 @@ class OrderBook:
         best = self._best_ask
         return None if best == inf else (best / self._scale, self._asks[best])
 
+    @property
     def top(self) -> tuple[float | None, float | None, float | None, float | None]:
         """(bid price, bid size, ask price, ask size); None for an empty side."""
         bid, ask = self.best_bid, self.best_ask
@@ -397,6 +424,13 @@ class OrderBook:
         packed.extend(chain.from_iterable(self.asks(n)))
         return hashlib.blake2b(packed.tobytes(), digest_size=8).hexdigest()
 
+    def snapshot(self) -> BookSnapshot:
+        """An immutable copy (every level, seq, exchange time) to keep past a callback:
+        the book itself keeps changing with every delta."""
+        return BookSnapshot(
+            self.symbol, self.seq, self.exchange_ms, tuple(self.bids()), tuple(self.asks())
+        )
+
     def as_dict(self) -> tuple[dict[float, float], dict[float, float]]:
         """Copies of both sides (price -> size), for comparisons with a reference."""
         scale = self._scale
@@ -406,4 +440,30 @@ class OrderBook:
         )
 
     def __repr__(self) -> str:
-        return f"<OrderBook {self.symbol} {len(self._bids)}x{len(self._asks)} top={self.top()}>"
+        return f"<OrderBook {self.symbol} {len(self._bids)}x{len(self._asks)} top={self.top}>"
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    """An immutable copy of an `OrderBook` at one seqNum (`OrderBook.snapshot()`)."""
+
+    symbol: str
+    seq: int | None
+    exchange_ms: int | None
+    bids: tuple[tuple[float, float], ...]  # (price, size), best first
+    asks: tuple[tuple[float, float], ...]
+
+    @property
+    def best_bid(self) -> tuple[float, float] | None:
+        return self.bids[0] if self.bids else None
+
+    @property
+    def best_ask(self) -> tuple[float, float] | None:
+        return self.asks[0] if self.asks else None
+
+    @property
+    def mid(self) -> float | None:
+        """(best bid + best ask) / 2; float arithmetic on the exact prices."""
+        if not self.bids or not self.asks:
+            return None
+        return (self.bids[0][0] + self.asks[0][0]) / 2

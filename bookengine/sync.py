@@ -412,14 +412,9 @@ class BookSync:
                         and state.status is _SYNCED
                         and prev == state.last_seq
                         and state.symbol == symbol
+                        and state.book.apply_scanned(scanner)
                     ):
-                        book = state.book
-                        bests = scanner.apply(
-                            book._bids, book._asks, book._best_bid, book._best_ask, book._decimals
-                        )
-                        if bests is not None:
-                            book._best_bid, book._best_ask = bests
-                            return self._delta_applied(state, arrival_ns, timestamp, seq)
+                        return self._delta_applied(state, arrival_ns, timestamp, seq)
             try:
                 msg = _loads(raw)
             except orjson.JSONDecodeError as exc:
@@ -466,7 +461,10 @@ class BookSync:
         """The events of an in-sequence delta just applied to a synced book."""
         book = state.book
         state.stats.deltas += 1  # counted once applied: a frame that raised is a bad frame
-        state.last_seq = seq
+        state.last_seq = book.seq = seq
+        book.exchange_ms = timestamp
+        # BookSync reads the book's best keys directly (a method call per delta costs
+        # more than the rest of this function); only OrderBook's methods write them.
         bid = book._best_bid
         ask = book._best_ask
         if bid >= ask:
@@ -478,20 +476,7 @@ class BookSync:
             return _NO_EVENTS
         state.top = top
         state.stats.top_changes += 1
-        event = _new(
-            TopOfBook,
-            (
-                arrival_ns,
-                timestamp,
-                state.symbol,
-                state.grouping,
-                seq,
-                bid / book._scale if top[1] is not None else None,
-                top[1],
-                ask / book._scale if top[3] is not None else None,
-                top[3],
-            ),
-        )
+        event = _top_of_book(state, arrival_ns, timestamp, seq, top)
         if self._book_updates:
             return [
                 event,
@@ -534,7 +519,9 @@ class BookSync:
         book.apply_snapshot(data["bids"], data["asks"])
         if book._scale != scale and type(state.top) is tuple:
             state.top = _rescaled(state.top, scale, book._scale)  # compare like with like
-        state.last_seq = seq
+        timestamp = _timestamp(data)
+        state.last_seq = book.seq = seq
+        book.exchange_ms = timestamp
         self._pending.pop(state.key, None)
         self._retries.pop(state.key, None)
         if book.crossed:
@@ -550,23 +537,10 @@ class BookSync:
             book._best_ask,
             book._asks.get(book._best_ask),
         )
-        timestamp = _timestamp(data)
         if top != state.top:
             state.top = top
             stats.top_changes += 1
-            events.append(
-                TopOfBook(
-                    arrival_ns,
-                    timestamp,
-                    state.symbol,
-                    state.grouping,
-                    seq,
-                    top[0] / book._scale if top[1] is not None else None,
-                    top[1],
-                    top[2] / book._scale if top[3] is not None else None,
-                    top[3],
-                )
-            )
+            events.append(_top_of_book(state, arrival_ns, timestamp, seq, top))
         if self._book_updates:
             events.append(
                 BookUpdate(arrival_ns, timestamp, state.symbol, state.grouping, seq, book)
@@ -804,6 +778,27 @@ def _l1_level(levels: list) -> tuple[float | None, float | None]:
     if type(level) not in (list, tuple) or len(level) < 2:
         raise FrameError(f"snapshotL1: a level must be [price, size], got {str(level)[:40]}")
     return to_number(level[0]), size_value(level[1])
+
+
+def _top_of_book(
+    state: _Book, arrival_ns: int, timestamp: int | None, seq: int, top: tuple
+) -> TopOfBook:
+    """The one place a TopOfBook is built: `top` is (bid key, size, ask key, size)."""
+    scale = state.book._scale
+    return _new(
+        TopOfBook,
+        (
+            arrival_ns,
+            timestamp,
+            state.symbol,
+            state.grouping,
+            seq,
+            top[0] / scale if top[1] is not None else None,
+            top[1],
+            top[2] / scale if top[3] is not None else None,
+            top[3],
+        ),
+    )
 
 
 def _rescaled(top: tuple, old: int, new: int) -> tuple:

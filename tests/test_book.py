@@ -170,7 +170,7 @@ def test_keys_stay_within_int64_on_both_implementations():
     book.apply_snapshot([["86626.5", "1"]], [["86627", "1"]])
     with pytest.raises(LevelError, match="do not fit"):
         book.apply_delta([["0.000000000000001", "1"]], [])  # a rescale past int64
-    assert book.top() == (86626.5, 1.0, 86627.0, 1.0)  # refused before any change
+    assert book.top == (86626.5, 1.0, 86627.0, 1.0)  # refused before any change
     wide = OrderBook()
     wide.apply_snapshot([["0.000001", "1"]], [])
     with pytest.raises(LevelError, match="does not fit"):

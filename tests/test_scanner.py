@@ -328,7 +328,7 @@ def _state(sync: BookSync):
     return (
         sync.status("BTC-PERP"),
         sync.last_seq("BTC-PERP"),
-        None if book is None else (book.as_dict(), book.top(), book.depth(5)),
+        None if book is None else (book.as_dict(), book.top, book.depth(5)),
     )
 
 

@@ -317,3 +317,16 @@ def test_a_price_past_the_books_precision_is_a_bad_frame_not_a_crash():
     assert sync.book("BTC-PERP") is None
     sync.feed(3, snapshot(5, [["86626.5", "2"]], [["86627", "1"]]))
     assert sync.book("BTC-PERP").best_bid == (86626.5, 2.0)
+
+
+def test_a_book_snapshot_is_an_immutable_copy_with_seq_and_exchange_time():
+    sync = synced()
+    kept = sync.book(T).snapshot()
+    assert (kept.seq, kept.exchange_ms) == (10, 1790133628076)
+    assert kept.bids == ((100.0, 5.0), (99.5, 3.0)) and kept.best_ask == (101.0, 2.0)
+    sync.feed(2, delta(11, [["100.0", "0"]], ts=1790133628999))
+    assert kept.bids == ((100.0, 5.0), (99.5, 3.0))  # unchanged by the delta
+    now = sync.book(T).snapshot()
+    assert (now.seq, now.exchange_ms, now.best_bid) == (11, 1790133628999, (99.5, 3.0))
+    with pytest.raises(AttributeError):
+        kept.seq = 12  # frozen
