@@ -1,15 +1,29 @@
 """bookengine: exact L2 order books for BTSE's OSS stream, kept in sync by a sans-I/O core.
 
-    from bookengine import BookSync, OrderBook
+    from bookengine import Feed
+    async with Feed(["BTC-PERP", "ETH-USD"], on_top=print) as feed:
+        await feed.run_forever()
+
+    from bookengine import BookSync          # the same core, no network
     sync = BookSync()
+    sync.subscribe(["update:BTC-PERP_0"], now_ns)
     for event in sync.feed(arrival_ns, raw_frame):
         ...
 
-The live `Feed` (bookengine.feed) drives the same `BookSync` from a websocket.
+Every public name is importable from here (`__all__`); recordings, replay and export live
+in the `recorder` package.
 """
 
-from bookengine.book import OrderBook, to_number
-from bookengine.errors import BookEngineError, ExchangeError, FrameError, LevelError, TopicError
+from bookengine import naming
+from bookengine.book import BookSnapshot, OrderBook, to_number
+from bookengine.errors import (
+    BookEngineError,
+    ExchangeError,
+    FrameError,
+    IllegalTransition,
+    LevelError,
+    TopicError,
+)
 from bookengine.events import (
     BadFrame,
     BookUpdate,
@@ -25,25 +39,34 @@ from bookengine.events import (
     TopOfBook,
     Unsubscribed,
 )
-from bookengine.sync import BookSync, SyncStats, TopicStats
-from bookengine.wire import Topic, book_topic, is_futures, l1_topic
+from bookengine.feed import Connected, Feed, FeedStats, FeedTap, Reconnecting
+from bookengine.sync import BookSync, RecoveryPolicy, SyncStats, TopicStats
+from bookengine.wire import Topic, book_topic, is_futures, l1_topic, stream_key
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BadFrame",
     "BookEngineError",
+    "BookSnapshot",
     "BookSync",
     "BookUpdate",
+    "Connected",
     "Event",
     "ExchangeError",
     "ExchangeErrors",
+    "Feed",
+    "FeedStats",
+    "FeedTap",
     "FrameError",
+    "IllegalTransition",
     "L1Quote",
     "LevelError",
     "OrderBook",
     "Pong",
     "Reason",
+    "Reconnecting",
+    "RecoveryPolicy",
     "Resubscribe",
     "StatusChanged",
     "Subscribed",
@@ -57,5 +80,7 @@ __all__ = [
     "book_topic",
     "is_futures",
     "l1_topic",
+    "naming",
+    "stream_key",
     "to_number",
 ]

@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bookengine import StatusChanged, TopOfBook
-from bookengine.feed import Feed
+from bookengine import Feed, StatusChanged, TopOfBook
 from bookengine.simulator import Simulator
 
 

@@ -1,0 +1,33 @@
+"""The public API is listed once (`__all__`) and the package root exports exactly it."""
+
+import types
+
+import bookengine
+
+
+def test_the_root_exports_exactly_all():
+    public = {
+        name
+        for name, value in vars(bookengine).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(bookengine.__all__) - {"naming"}
+    assert len(set(bookengine.__all__)) == len(bookengine.__all__)  # each listed once
+    for name in bookengine.__all__:
+        assert getattr(bookengine, name) is not None
+
+
+def test_a_newcomer_guesses_right():
+    from bookengine import BookSync, Feed, OrderBook, TopOfBook  # noqa: F401
+    from bookengine.feed import Feed as FeedFromModule
+
+    assert Feed is FeedFromModule
+
+
+def test_the_readme_imports_only_from_the_package_root():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    imports = re.findall(r"^from (bookengine[\w.]*) import", readme, flags=re.M)
+    assert imports and set(imports) <= {"bookengine", "bookengine.simulator"}
