@@ -27,7 +27,7 @@ import hashlib
 import os
 import re
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -35,6 +35,13 @@ from math import inf
 from operator import index, truediv
 
 from bookengine.errors import LevelError
+
+try:
+    if os.environ.get("BOOKENGINE_PURE"):
+        raise ImportError("BOOKENGINE_PURE is set")
+    from bookengine import _fastbook
+except ImportError:
+    _fastbook = None  # type: ignore[assignment]  # the optional accelerator is not built
 
 _DECIMAL_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?\Z")
 _MAX_DIGITS = 15  # DBL_DIG: decimals of <= 15 significant digits survive a float exactly
@@ -44,6 +51,9 @@ _POW10 = [10**i for i in range(2 * _MAX_DECIMALS + 2)]
 _MAX_KEY = 2**63 - 1  # keys are int64 in the C accelerator, so everywhere
 
 Levels = list[tuple[float, float]]  # (price, size), best first
+# One side: integer price key -> size. Keys are ints; typed float because a side's best
+# key is -inf/inf when it is empty, and an int is a float to the type checker.
+Side = dict[float, float]
 
 # price string -> (mantissa, exp10), shared by every book: price strings repeat constantly.
 _parts_cache: dict[str, tuple[int, int]] = {}
@@ -128,7 +138,12 @@ class _NeedsDecimalsPy(Exception):
 
 
 def _apply_levels_py(
-    side: dict[int, float], levels: list, best: float, is_bid: bool, decimals: int, parts_of
+    side: Side,
+    levels: list[object],
+    best: float,
+    is_bid: bool,
+    decimals: int,
+    parts_of: Callable[[object], tuple[int, int]],
 ) -> float:
     """Pure-Python twin of _fastbook.apply_levels: apply levels, return the new best key."""
     if not isinstance(levels, list):
@@ -163,7 +178,7 @@ def _apply_levels_py(
     return best
 
 
-def _side_levels_py(side: dict[int, float], descending: bool, n: int, scale: int) -> Levels:
+def _side_levels_py(side: Side, descending: bool, n: int, scale: int) -> Levels:
     """Pure-Python twin of _fastbook.levels: the top `n` (every level if n < 0), best first."""
     # One C-level sort of <= ~50 ints, then tuples built by zip/map (no Python loop).
     keys = sorted(side, reverse=descending)
@@ -173,17 +188,16 @@ def _side_levels_py(side: dict[int, float], descending: bool, n: int, scale: int
     return list(zip(prices, map(side.__getitem__, keys), strict=False))  # repeat() is endless
 
 
-try:
-    if os.environ.get("BOOKENGINE_PURE"):
-        raise ImportError("BOOKENGINE_PURE is set")
-    from bookengine._fastbook import NeedsDecimals, Scanner
-    from bookengine._fastbook import apply_levels as _apply_levels
-    from bookengine._fastbook import levels as _side_levels
-except ImportError:
-    NeedsDecimals = _NeedsDecimalsPy
-    Scanner = None  # BookSync then parses every frame with orjson
-    _apply_levels = _apply_levels_py
-    _side_levels = _side_levels_py
+# The one switch point between the C accelerator and its Python twins.
+NeedsDecimals: type[Exception] = _NeedsDecimalsPy
+Scanner: type[_fastbook.Scanner] | None = None  # None: BookSync parses every frame with orjson
+_apply_levels: Callable[..., float] = _apply_levels_py
+_side_levels: Callable[[Side, bool, int, int], Levels] = _side_levels_py
+if _fastbook is not None:
+    NeedsDecimals = _fastbook.NeedsDecimals
+    Scanner = _fastbook.Scanner
+    _apply_levels = _fastbook.apply_levels
+    _side_levels = _fastbook.levels
 
 ACCELERATED = _apply_levels is not _apply_levels_py
 
@@ -229,8 +243,8 @@ class OrderBook:
         self.symbol = symbol
         self.seq: int | None = None  # the seqNum of the last snapshot/delta (BookSync sets it)
         self.exchange_ms: int | None = None  # its exchange timestamp, if it carried one
-        self._bids: dict[int, float] = {}
-        self._asks: dict[int, float] = {}
+        self._bids: Side = {}
+        self._asks: Side = {}
         self._best_bid: float = -inf  # a key (int), or -inf / +inf for an empty side
         self._best_ask: float = inf
         self._decimals = 0
@@ -238,7 +252,7 @@ class OrderBook:
 
     # --- updates ----------------------------------------------------------------------
 
-    def apply_snapshot(self, bids: list, asks: list) -> None:
+    def apply_snapshot(self, bids: list[object], asks: list[object]) -> None:
         """Replace the whole book. Level order does not matter (asks arrive worst-first).
 
         The snapshot sets the book's precision afresh (the fewest decimals its prices
@@ -246,8 +260,8 @@ class OrderBook:
         `LevelError` the book is unchanged."""
         decimals = 0
         while True:
-            new_bids: dict[int, float] = {}
-            new_asks: dict[int, float] = {}
+            new_bids: Side = {}
+            new_asks: Side = {}
             try:
                 best_bid = _apply_levels(new_bids, bids, -inf, True, decimals, price_parts)
                 best_ask = _apply_levels(new_asks, asks, inf, False, decimals, price_parts)
@@ -264,7 +278,7 @@ class OrderBook:
         self._decimals = decimals
         self._scale = _POW10[decimals]
 
-    def apply_delta(self, bids: list, asks: list) -> None:
+    def apply_delta(self, bids: list[object], asks: list[object]) -> None:
         """Apply `[price, size]` levels in any order; size 0 deletes (absent level: no-op).
 
         Each size is the new total at that price. On a `LevelError` the book may be half
@@ -287,10 +301,10 @@ class OrderBook:
         except (TypeError, ValueError) as exc:
             raise _level_error(exc) from None
 
-    def apply_scanned(self, scanner: object) -> bool:
+    def apply_scanned(self, scanner: _fastbook.Scanner) -> bool:
         """Apply the delta the C scanner just read (BookSync's fast path). False, with
         nothing changed, if it needs the general path (a finer price: a rescale)."""
-        bests = scanner.apply(  # type: ignore[attr-defined]
+        bests = scanner.apply(
             self._bids, self._asks, self._best_bid, self._best_ask, self._decimals
         )
         if bests is None:
@@ -382,7 +396,7 @@ class OrderBook:
     def asks(self, n: int | None = None) -> Levels:
         return self._levels(self._asks, False, n)
 
-    def _levels(self, side: dict[int, float], descending: bool, n: int | None) -> Levels:
+    def _levels(self, side: Side, descending: bool, n: int | None) -> Levels:
         # Sorted only when asked: a few microseconds for n <= 50 (benchmarks/bench_book.py).
         if n is None:
             n = -1

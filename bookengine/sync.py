@@ -59,9 +59,11 @@ any internal error, unless `STRICT` is set (the tests set it, so a bug fails the
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -88,10 +90,11 @@ from bookengine.wire import Ack, ErrorMessage, Topic, decode_parsed, stream_key
 
 _loads = orjson.loads
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (~2x faster)
-_NO_EVENTS: tuple = ()
+_NO_EVENTS: tuple[Event, ...] = ()
 _SYNCED = SyncStatus.SYNCED
 _SAMPLE = 200  # bytes of a bad frame kept in its event
 _MAX_ROUTES = 10_000  # (topic spelling, data.symbol) pairs remembered
+_TopKeys = tuple[float, float | None, float, float | None]  # best keys (±inf: empty), sizes
 STRICT = False  # re-raise internal errors from feed() instead of reporting a BadFrame
 
 _S = SyncStatus
@@ -99,7 +102,7 @@ _ANY = frozenset(SyncStatus)
 _FAILED = frozenset({_S.OUT_OF_SYNC, _S.FAILING})
 _SUBSCRIBED = frozenset({_S.WAITING, _S.SYNCED, _S.OUT_OF_SYNC, _S.FAILING})
 # reason -> (the statuses it may leave, the statuses it may lead to): the table above
-_TRANSITIONS: dict[Reason, tuple[frozenset, frozenset]] = {
+_TRANSITIONS: dict[Reason, tuple[frozenset[SyncStatus], frozenset[SyncStatus]]] = {
     Reason.SUBSCRIBED: (_ANY, frozenset({_S.WAITING})),
     Reason.SNAPSHOT: (frozenset({_S.WAITING, *_FAILED}), frozenset({_S.SYNCED})),
     Reason.CONNECTION_LOST: (_SUBSCRIBED, frozenset({_S.OUT_OF_SYNC})),
@@ -234,7 +237,7 @@ class _Book:
         self.book = OrderBook(topic.symbol)
         self.status = SyncStatus.WAITING
         self.last_seq = -1  # seq of the last snapshot/delta applied; -1: none
-        self.top: tuple | L1Quote | None = None
+        self.top: _TopKeys | L1Quote | None = None
         self.stats = TopicStats()
         self.failures = 0  # failed recoveries in a row
         self.synced_ns: int | None = None  # since when synced
@@ -431,12 +434,13 @@ class BookSync:
             data = msg.get("data")
             if type(data) is not dict:
                 return self._control(arrival_ns, raw, msg)
-            topic = msg.get("topic")
-            state = self._routes.get(topic) if type(topic) is str else None
+            topic_text = msg.get("topic")
+            state = self._routes.get(topic_text) if type(topic_text) is str else None
             if state is None or state.symbol != data.get("symbol"):
-                state = self._route(arrival_ns, raw, topic, data)
-                if type(state) is not _Book:
-                    return state  # events: bad frame, unsolicited, or an L1 quote
+                routed = self._route(arrival_ns, raw, topic_text, data)
+                if not isinstance(routed, _Book):
+                    return routed  # events: bad frame, unsolicited, or an L1 quote
+                state = routed
             try:
                 # The hot path, inline (a call costs ~0.1 us): the next delta of a synced book.
                 if data["type"] == "delta" and state.status is _SYNCED:
@@ -451,7 +455,9 @@ class BookSync:
                 raise
             return self._bad(arrival_ns, raw, f"internal error {type(exc).__name__}: {exc}")
 
-    def _apply_delta(self, state: _Book, data: dict, arrival_ns: int, seq: int) -> Sequence[Event]:
+    def _apply_delta(
+        self, state: _Book, data: dict[str, Any], arrival_ns: int, seq: int
+    ) -> Sequence[Event]:
         state.book.apply_delta(data["bids"], data["asks"])
         return self._delta_applied(state, arrival_ns, _timestamp(data), seq)
 
@@ -484,7 +490,7 @@ class BookSync:
             ]
         return [event]
 
-    def _book_frame(self, state: _Book, data: dict, arrival_ns: int) -> Sequence[Event]:
+    def _book_frame(self, state: _Book, data: dict[str, Any], arrival_ns: int) -> Sequence[Event]:
         """Every book frame but the in-sequence delta of a synced book."""
         typ = data["type"]
         if typ == "snapshot":
@@ -498,7 +504,7 @@ class BookSync:
         stats.ignored += 1
         return _NO_EVENTS
 
-    def _snapshot(self, state: _Book, data: dict, arrival_ns: int) -> Sequence[Event]:
+    def _snapshot(self, state: _Book, data: dict[str, Any], arrival_ns: int) -> Sequence[Event]:
         stats = state.stats
         seq = data["seqNum"]
         if type(seq) is not int:
@@ -517,8 +523,9 @@ class BookSync:
             )
         scale = book._scale
         book.apply_snapshot(data["bids"], data["asks"])
-        if book._scale != scale and type(state.top) is tuple:
-            state.top = _rescaled(state.top, scale, book._scale)  # compare like with like
+        top_before = state.top
+        if book._scale != scale and top_before is not None and not isinstance(top_before, L1Quote):
+            state.top = _rescaled(top_before, scale, book._scale)  # compare like with like
         timestamp = _timestamp(data)
         state.last_seq = book.seq = seq
         book.exchange_ms = timestamp
@@ -547,7 +554,7 @@ class BookSync:
             )
         return events
 
-    def _l1(self, state: _Book, data: dict, arrival_ns: int) -> Sequence[Event]:
+    def _l1(self, state: _Book, data: dict[str, Any], arrival_ns: int) -> Sequence[Event]:
         bids, asks = data.get("bids"), data.get("asks")
         if type(bids) is not list or type(asks) is not list:
             raise FrameError("snapshotL1: bids/asks must be lists")
@@ -575,7 +582,7 @@ class BookSync:
     # --- the rare paths ----------------------------------------------------------------
 
     def _route(
-        self, arrival_ns: int, raw: bytes | str, text: object, data: dict
+        self, arrival_ns: int, raw: bytes | str, text: object, data: dict[str, Any]
     ) -> _Book | Sequence[Event]:
         """A data frame the route cache does not know: its book, or the events it makes
         (a bad frame, an L1 quote, or nothing for an unsolicited stream)."""
@@ -661,12 +668,12 @@ class BookSync:
 
     def _crossed(self, state: _Book, arrival_ns: int, seq: int) -> Sequence[Event]:
         state.stats.crossed += 1
-        bid, ask = state.book.best_bid, state.book.best_ask
-        detail = f"best bid {bid[0]!r} >= best ask {ask[0]!r} at seqNum {seq}"
+        bid, _, ask, _ = state.book.top
+        detail = f"best bid {bid!r} >= best ask {ask!r} at seqNum {seq}"
         return self._out_of_sync(state, arrival_ns, Reason.CROSSED, detail)
 
     def _bad_book_frame(
-        self, state: _Book, data: dict, arrival_ns: int, raw: bytes | str, exc: Exception
+        self, state: _Book, data: dict[str, Any], arrival_ns: int, raw: bytes | str, exc: Exception
     ) -> Sequence[Event]:
         """A frame for a known book that we could not apply: its content is lost, so a
         synced book is as good as gapped, and a bad snapshot is a failed recovery."""
@@ -765,13 +772,13 @@ def _topic_list(topics: Iterable[str]) -> list[str]:
     return list(topics)
 
 
-def _timestamp(data: dict) -> int | None:
+def _timestamp(data: dict[str, Any]) -> int | None:
     """Exchange time in ms, or None: a non-integer is never passed on."""
     ts = data.get("timestamp")
     return ts if type(ts) is int else None
 
 
-def _l1_level(levels: list) -> tuple[float | None, float | None]:
+def _l1_level(levels: list[Any]) -> tuple[float | None, float | None]:
     if not levels:
         return None, None
     level = levels[0]
@@ -781,7 +788,7 @@ def _l1_level(levels: list) -> tuple[float | None, float | None]:
 
 
 def _top_of_book(
-    state: _Book, arrival_ns: int, timestamp: int | None, seq: int, top: tuple
+    state: _Book, arrival_ns: int, timestamp: int | None, seq: int, top: _TopKeys
 ) -> TopOfBook:
     """The one place a TopOfBook is built: `top` is (bid key, size, ask key, size)."""
     scale = state.book._scale
@@ -801,16 +808,16 @@ def _top_of_book(
     )
 
 
-def _rescaled(top: tuple, old: int, new: int) -> tuple:
+def _rescaled(top: _TopKeys, old: int, new: int) -> _TopKeys:
     """A top-of-book of integer keys at scale `old`, at scale `new` (a key that has no
-    exact equivalent becomes None: it equals no key)."""
+    exact equivalent becomes NaN: it equals no key)."""
     bid, bid_size, ask, ask_size = top
 
-    def key(k: float) -> float | None:
+    def key(k: float) -> float:
         if type(k) is not int:
             return k  # -inf / inf: an empty side
         scaled, rest = divmod(k * new, old)
-        return None if rest else scaled
+        return math.nan if rest else scaled
 
     return (key(bid), bid_size, key(ask), ask_size)
 

@@ -192,16 +192,16 @@ class BookMessage(NamedTuple):
     symbol: str
     seq: int
     prev_seq: int | None
-    bids: list
-    asks: list
+    bids: list[Any]
+    asks: list[Any]
     timestamp: int | None
 
 
 class L1Message(NamedTuple):
     topic: str
     symbol: str
-    bids: list
-    asks: list
+    bids: list[Any]
+    asks: list[Any]
     timestamp: int | None
 
 
@@ -258,7 +258,7 @@ ERROR_NAMES = {
 }
 
 
-def _is_error_frame(msg: dict) -> bool:
+def _is_error_frame(msg: dict[str, Any]) -> bool:
     return (
         "errors" in msg
         or msg.get("severity") == "ERROR"
@@ -267,7 +267,7 @@ def _is_error_frame(msg: dict) -> bool:
     )
 
 
-def decode_errors(msg: dict) -> list[ExchangeError]:
+def decode_errors(msg: dict[str, Any]) -> list[ExchangeError]:
     """Both error formats: `{"errors":[{"arg":…,"error":{"code":1000,"message":…}}]}` (now)
     and `{"error":[{"arg":…,"errorCode":"MARKET_PAIR_NOT_SUPPORT"}]}` (old). A field of the
     wrong type is dropped, never trusted: `arg` is a string or None, `code` an int or None."""
@@ -277,9 +277,10 @@ def decode_errors(msg: dict) -> list[ExchangeError]:
     if not isinstance(errors, list):
         raise FrameError("error frame without an errors list")
     out = []
-    for item in errors[:100]:
-        item = item if isinstance(item, dict) else {}
-        inner = item.get("error") if isinstance(item.get("error"), dict) else item
+    for raw_item in errors[:100]:
+        item: dict[str, Any] = raw_item if isinstance(raw_item, dict) else {}
+        error = item.get("error")
+        inner: dict[str, Any] = error if isinstance(error, dict) else item
         code = inner.get("code", item.get("errorCode"))
         name = item.get("errorCode") if isinstance(item.get("errorCode"), str) else None
         if isinstance(code, str):
@@ -289,13 +290,13 @@ def decode_errors(msg: dict) -> list[ExchangeError]:
             code = None
         message = inner.get("message", inner.get("msg"))
         if not isinstance(message, str) or not message:
-            message = name or ERROR_CODES.get(code, "unknown error")
+            message = name or ERROR_CODES.get(code or 0, "unknown error")
         arg = item.get("arg", inner.get("arg"))
         out.append(ExchangeError(code, message[:200], arg if isinstance(arg, str) else None))
     return out
 
 
-def _decode_data(msg: dict, data: Any) -> Message:
+def _decode_data(msg: dict[str, Any], data: Any) -> Message:
     topic = msg.get("topic")
     if not isinstance(topic, str) or not isinstance(data, dict):
         raise FrameError("data frame without a topic string and a data object")

@@ -1,0 +1,43 @@
+"""Type stub of the optional C accelerator (`_fastbook.c`); `book.py` holds the pure-Python
+twins, which are the specification."""
+
+from collections.abc import Callable
+
+# A side maps integer price keys to sizes; typed float like book.Side (an int is a float
+# to the type checker, and a best key is -inf/inf on an empty side).
+
+class NeedsDecimals(Exception):
+    """A price has more decimals than the book's keys: `args[0]` is how many it needs."""
+
+def apply_levels(
+    side: dict[float, float],
+    levels: list[object],
+    best: float,
+    is_bid: bool,
+    decimals: int,
+    price_parts: Callable[[object], tuple[int, int]],
+    /,
+) -> float:
+    """Apply [price, size] levels to one side; the new best key (or -inf/inf if empty)."""
+
+def levels(
+    side: dict[float, float], descending: bool, n: int, scale: int, /
+) -> list[tuple[float, float]]:
+    """The best `n` levels (every level if n < 0) as (price, size), best first."""
+
+class Scanner:
+    """Reads a well-formed delta from the bytes; see `_fastbook.c`."""
+
+    def __init__(self) -> None: ...
+    def scan(self, raw: object, /) -> tuple[str, str, int, int, int | None] | None:
+        """(topic, symbol, seqNum, prevSeqNum, timestamp) of a delta it fully understands."""
+    def apply(
+        self,
+        bids: dict[float, float],
+        asks: dict[float, float],
+        best_bid: float,
+        best_ask: float,
+        decimals: int,
+        /,
+    ) -> tuple[float, float] | None:
+        """Apply the levels of the last scanned delta; the new bests, or None to decline."""
