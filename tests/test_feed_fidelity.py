@@ -26,6 +26,22 @@ SPELLINGS = [
 ]
 
 
+class SubscribeCounter:
+    """A FeedTap that notes when each subscribe request went out."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def on_open(self, *args: object) -> None: ...
+    def on_frame(self, *args: object) -> None: ...
+    def on_close(self, *args: object) -> None: ...
+    def on_event(self, *args: object) -> None: ...
+
+    def on_sent(self, conn_id: int, now_ns: int, payload: str) -> None:
+        if '"subscribe"' in payload:
+            self.sent.append(now_ns)
+
+
 def test_every_spelling_syncs_and_is_a_key_that_works():
     async def body():
         statuses: list[StatusChanged] = []
@@ -80,22 +96,14 @@ def test_every_spelling_syncs_and_is_a_key_that_works():
 
 def test_a_never_served_topic_is_reported_after_a_bounded_number_of_resubscribes(caplog):
     async def body():
-        sent = []
-
-        class Tap:
-            def on_open(self, *a): ...
-            def on_frame(self, *a): ...
-            def on_close(self, *a): ...
-            def on_event(self, *a): ...
-            def on_sent(self, conn_id, now_ns, payload):
-                if '"subscribe"' in payload:
-                    sent.append(now_ns)
+        tap = SubscribeCounter()
+        sent = tap.sent
 
         policy = RecoveryPolicy(first_delay_s=0.05, max_delay_s=0.3, report_after=3)
         options = {**FAST, "snapshot_timeout": 0.2}
         async with Simulator(symbols=["BTC-PERP"], rate=50) as sim:
             options["recovery"] = policy
-            feed = Feed(["update:BTC-PERP_9", "BTC-PERP"], url=sim.url, tap=Tap(), **options)
+            feed = Feed(["update:BTC-PERP_9", "BTC-PERP"], url=sim.url, tap=tap, **options)
             async with feed:
                 for _ in range(200):
                     if feed.status("BTC-PERP", 9) is SyncStatus.FAILING:
@@ -126,16 +134,8 @@ def test_hostile_server_bounded_subscribes_memory_and_every_topic_synced_or_repo
 
     async def body():
         symbols = ["BTC-USD", "ETH-USD", "BTC-PERP", "ETH-PERP"]
-        subscribes = []
-
-        class Tap:
-            def on_open(self, *a): ...
-            def on_frame(self, *a): ...
-            def on_close(self, *a): ...
-            def on_event(self, *a): ...
-            def on_sent(self, conn_id, now_ns, payload):
-                if '"subscribe"' in payload:
-                    subscribes.append(now_ns)
+        tap = SubscribeCounter()
+        subscribes = tap.sent
 
         faults = Faults(seq_poison=0.01, seq_restart=0.005, bad_snapshot=0.3, error_frame=0.5)
         errors = []
@@ -149,7 +149,7 @@ def test_hostile_server_bounded_subscribes_memory_and_every_topic_synced_or_repo
             policy = RecoveryPolicy(first_delay_s=0.1, max_delay_s=1.0, report_after=6)
             options = {**FAST, "recovery": policy, "queue_size": 100}
             async with Feed(
-                symbols, url=sim.url, tap=Tap(), on_error=slow_on_error, **options
+                symbols, url=sim.url, tap=tap, on_error=slow_on_error, **options
             ) as feed:
                 await asyncio.sleep(1.0)
                 base, _ = tracemalloc.get_traced_memory()
