@@ -31,7 +31,6 @@ from bookengine.events import (
     Event,
     ExchangeErrors,
     L1Quote,
-    Resubscribe,
     StatusChanged,
     TopOfBook,
 )
@@ -238,6 +237,9 @@ class Replay:
                     for sync in syncs.values():
                         timeouts = sync.check_timeouts(ns)
                         events = [*events, *timeouts] if events else timeouts
+                        # resubscribes are a live feed's to-do: the recording holds what
+                        # followed them (drained here, so they never pile up)
+                        sync.take_actions()
                 if warm or not events:
                     continue
                 if stats.first_ns is None:
@@ -247,8 +249,6 @@ class Replay:
                     pace_origin = _pace(pace_origin, ns, self.speed)
                 for event in events:
                     kind_of = type(event)
-                    if kind_of is Resubscribe:
-                        continue  # an action for a live feed; the recording holds what followed
                     if wanted is not None and getattr(event, "symbol", None) not in wanted:
                         continue
                     if kind_of is TopOfBook:
