@@ -37,9 +37,9 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -109,12 +109,32 @@ class Reconnecting(NamedTuple):
     reason: str
 
 
+FeedEvent = Event | Connected | Reconnecting
+"""What the feed hands out: `BookSync`'s events and its own connection news."""
+
+# A callback may be a plain function or an `async def` (its awaitable is awaited); what
+# either returns is ignored.
+TopCallback = Callable[[TopOfBook], object] | Callable[[TopOfBook], Awaitable[object]]
+BookCallback = Callable[[BookUpdate], object] | Callable[[BookUpdate], Awaitable[object]]
+StatusCallback = (
+    Callable[[StatusChanged | Connected | Reconnecting], object]
+    | Callable[[StatusChanged | Connected | Reconnecting], Awaitable[object]]
+)
+ErrorCallback = (
+    Callable[[BadFrame | ExchangeErrors], object]
+    | Callable[[BadFrame | ExchangeErrors], Awaitable[object]]
+)
+L1Callback = Callable[[L1Quote], object] | Callable[[L1Quote], Awaitable[object]]
+
+_E = TypeVar("_E", bound=FeedEvent)
+
+
 @dataclass
 class TopicLatency:
     """Latency samples of one topic (the most recent 4096)."""
 
-    exchange_ms: deque = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
-    callback_us: deque = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
+    exchange_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
+    callback_us: deque[float] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
 
     def summary(self) -> dict[str, float | None]:
         return {
@@ -125,7 +145,7 @@ class TopicLatency:
         }
 
 
-def _percentile(samples: deque, pct: float) -> float | None:
+def _percentile(samples: deque[float], pct: float) -> float | None:
     if not samples:
         return None
     ordered = sorted(samples)
@@ -152,9 +172,6 @@ class FeedStats:
     latency: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
-Callback = Callable[[Any], Any]
-
-
 class Feed:
     """Live books for `topics` (bare symbols mean `update:SYM_0`) from a BTSE OSS endpoint.
 
@@ -167,11 +184,11 @@ class Feed:
         topics: Iterable[str] | str,
         *,
         url: str = "production",
-        on_top: Callback | None = None,
-        on_book: Callback | None = None,
-        on_status: Callback | None = None,
-        on_error: Callback | None = None,
-        on_l1: Callback | None = None,
+        on_top: TopCallback | None = None,
+        on_book: BookCallback | None = None,
+        on_status: StatusCallback | None = None,
+        on_error: ErrorCallback | None = None,
+        on_l1: L1Callback | None = None,
         book_updates: bool = False,
         ping_interval: float = 15.0,
         snapshot_timeout: float = 10.0,
@@ -196,13 +213,11 @@ class Feed:
         if not 0 < backoff[0] <= backoff[1]:
             raise ValueError("backoff must be (first delay, cap) with 0 < first <= cap")
         self.topics = wanted
-        self._callbacks = {
-            "top": on_top,
-            "book": on_book,
-            "status": on_status,
-            "error": on_error,
-            "l1": on_l1,
-        }
+        self._on_top = on_top
+        self._on_book = on_book
+        self._on_status = on_status
+        self._on_error = on_error
+        self._on_l1 = on_l1
         self.book_updates = book_updates or on_book is not None
         self.ping_interval = ping_interval
         self.snapshot_timeout = snapshot_timeout
@@ -225,10 +240,10 @@ class Feed:
         self._stats = FeedStats()
         self._latency: dict[str, TopicLatency] = {}
         self._tops: dict[str, TopOfBook] = {}  # conflated, waiting for the dispatcher
-        self._others: deque = deque()
-        self._iterators: list[asyncio.Queue] = []
+        self._others: deque[FeedEvent] = deque()
+        self._iterators: list[asyncio.Queue[FeedEvent | None]] = []
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._logged: set[tuple[str, str]] = set()
         self._closed = asyncio.Event()
         self._close_deadline: float | None = None
@@ -296,11 +311,11 @@ class Feed:
                 raise TimeoutError(f"not synced after {timeout}s: {shown[:1000]}")
             await asyncio.sleep(0.01)
 
-    def __aiter__(self) -> AsyncIterator[Event]:
-        queue: asyncio.Queue = asyncio.Queue()
+    def __aiter__(self) -> AsyncIterator[FeedEvent]:
+        queue: asyncio.Queue[FeedEvent | None] = asyncio.Queue()
         self._iterators.append(queue)
 
-        async def iterate() -> AsyncIterator[Event]:
+        async def iterate() -> AsyncIterator[FeedEvent]:
             try:
                 while (event := await queue.get()) is not None:
                     yield event
@@ -377,8 +392,7 @@ class Feed:
         for event in events:
             if tap is not None:
                 tap.on_event(conn.id, event)
-            kind = type(event)
-            if kind is TopOfBook:
+            if type(event) is TopOfBook:
                 topic = event.topic
                 if topic in self._tops:
                     self._stats.conflated += 1
@@ -388,17 +402,17 @@ class Feed:
                         event.arrival_ns / 1e6 - event.exchange_ms
                     )
             else:
-                if kind is StatusChanged:
+                if type(event) is StatusChanged:
                     conn.status_changed(event)
                 self._queue(event)
             self._wake.set()
 
-    def _notify(self, event: Any) -> None:
+    def _notify(self, event: Connected | Reconnecting) -> None:
         """Feed-level news (connected, reconnecting) for on_status and iterators."""
         self._queue(event)
         self._wake.set()
 
-    def _queue(self, event: Any) -> None:
+    def _queue(self, event: FeedEvent) -> None:
         """Queue a non-top event within `queue_size` (the policy is in the module doc)."""
         others = self._others
         if len(others) >= self.queue_size:
@@ -439,30 +453,37 @@ class Feed:
             if self._closed.is_set():
                 return
 
-    async def _deliver(self, event: Any) -> None:
-        kind = type(event)
+    async def _deliver(self, event: FeedEvent) -> None:
         for queue in self._iterators:
             if queue.qsize() >= self.queue_size:
                 queue.get_nowait()
                 self._stats.dropped += 1
             queue.put_nowait(event)
-        if kind is TopOfBook:
-            name = "top"
-        elif kind is BookUpdate:
-            name = "book"
-        elif kind is L1Quote:
-            name = "l1"
-        elif kind in (BadFrame, ExchangeErrors):
-            name = "error"
-        else:  # StatusChanged, Connected, Reconnecting, Subscribed, Unsubscribed, Pong
-            name = "status" if kind in (StatusChanged, Connected, Reconnecting) else ""
-        callback = self._callbacks.get(name)
-        if callback is None:
-            return
-        if kind is TopOfBook:
-            self._latency_of(event.topic).callback_us.append(
-                (time.time_ns() - event.arrival_ns) / 1e3
-            )
+        # Subscribed, Unsubscribed and Pong have no callback
+        if type(event) is TopOfBook:
+            if self._on_top is not None:
+                self._latency_of(event.topic).callback_us.append(
+                    (time.time_ns() - event.arrival_ns) / 1e3
+                )
+                await self._call("top", self._on_top, event)
+        elif type(event) is BookUpdate:
+            if self._on_book is not None:
+                await self._call("book", self._on_book, event)
+        elif type(event) is L1Quote:
+            if self._on_l1 is not None:
+                await self._call("l1", self._on_l1, event)
+        elif type(event) is BadFrame or type(event) is ExchangeErrors:
+            if self._on_error is not None:
+                await self._call("error", self._on_error, event)
+        elif (
+            type(event) is StatusChanged or type(event) is Connected or type(event) is Reconnecting
+        ):
+            if self._on_status is not None:
+                await self._call("status", self._on_status, event)
+
+    async def _call(self, name: str, callback: Callable[[_E], object], event: _E) -> None:
+        """Run one callback (awaiting what an `async def` one returns); what it raises is
+        counted and logged, never propagated."""
         try:
             result = callback(event)
             if inspect.isawaitable(result):

@@ -16,6 +16,7 @@ import random
 from array import array
 from collections import deque
 from itertools import chain
+from typing import TypeAlias
 
 import orjson
 
@@ -24,6 +25,11 @@ from bookengine.wire import is_futures
 WINDOW = 50  # levels per side the server keeps and publishes
 HISTORY = 100_000  # default deltas kept to answer book_at() (~0.5 KB each)
 _CHUNK = 1_000  # a full-book checkpoint every _CHUNK deltas: book_at() applies < _CHUNK
+# one delta of the history: (bid changes, ask changes), each a flat price, units, ... array;
+# quoted: `array` is subscriptable at run time only from Python 3.12
+_Delta: TypeAlias = "tuple[array[int], array[int]]"
+# a history chunk: (checkpoint seq, bids, asks, the deltas after it)
+_Chunk: TypeAlias = tuple[int, dict[int, int], dict[int, int], list[_Delta]]
 
 # Grouping g buckets prices GROUPING_TICKS[g] full-precision ticks wide (BTSE publishes no
 # table; a 1-2-5 ladder keeps every grouping a plausible book at the symbol's price).
@@ -102,7 +108,7 @@ class MarketModel:
         self._size_texts = {units: self.size(units) for units in (0, *self._sizes)}
         self.history = max(history, _CHUNK)
         # chunks of (checkpoint seq, bids, asks, deltas after it as (bids, asks) int arrays)
-        self._chunks: deque[tuple[int, dict, dict, list[tuple[array, array]]]] = deque()
+        self._chunks: deque[_Chunk] = deque()
         self._new_chunk()
 
     # --- formatting -------------------------------------------------------------------
@@ -141,7 +147,15 @@ class MarketModel:
             for p, s in items
         ]
 
-    def _frame(self, typ: str, bids: list, asks: list, seq: int, prev: int, topic: str) -> bytes:
+    def _frame(
+        self,
+        typ: str,
+        bids: list[list[str]],
+        asks: list[list[str]],
+        seq: int,
+        prev: int,
+        topic: str,
+    ) -> bytes:
         data = {
             "bids": bids,
             "asks": asks,
@@ -153,7 +167,9 @@ class MarketModel:
         }
         return orjson.dumps({"topic": topic, "data": data})
 
-    def _snapshot(self, bids: dict, asks: dict, seq: int, topic: str | None) -> bytes:
+    def _snapshot(
+        self, bids: dict[int, int], asks: dict[int, int], seq: int, topic: str | None
+    ) -> bytes:
         price, size = self.price, self.size
         b = [[price(p), size(bids[p])] for p in sorted(bids, reverse=True)]
         a = [[price(p), size(asks[p])] for p in sorted(asks, reverse=True)]
@@ -248,7 +264,9 @@ class MarketModel:
         """`book_at` with the socket's strings: price string -> size string, per side."""
         return self._as_text(*self.book_at(seq))
 
-    def _as_text(self, bids: dict[int, int], asks: dict[int, int]) -> tuple[dict, dict]:
+    def _as_text(
+        self, bids: dict[int, int], asks: dict[int, int]
+    ) -> tuple[dict[str, str], dict[str, str]]:
         return (
             {self.price(p): self.size(s) for p, s in bids.items()},
             {self.price(p): self.size(s) for p, s in asks.items()},
@@ -320,7 +338,7 @@ class MarketModel:
         return bid_changes, ask_changes
 
 
-def _apply(side: dict[int, int], changes: array) -> None:
+def _apply(side: dict[int, int], changes: array[int]) -> None:
     for i in range(0, len(changes), 2):
         price, units = changes[i], changes[i + 1]
         if units:

@@ -19,10 +19,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import TypedDict
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from bookengine import naming
 from bookengine.errors import TopicError
@@ -40,10 +42,23 @@ POISON_SEQ = 2**62  # the seqNum of a `seq_poison` delta
 
 
 def _error(code: int, message: str, arg: str | None = None) -> bytes:
-    item: dict = {"error": {"code": code, "message": message}}
+    item: dict[str, object] = {"error": {"code": code, "message": message}}
     if arg is not None:
         item = {"arg": arg, **item}
     return orjson.dumps({"severity": "ERROR", "errors": [item]})
+
+
+_Hold = tuple[tuple[str, int], bool]  # a reorder slot: (topic key (symbol, grouping), bare)
+
+
+class SimulatorStats(TypedDict):
+    """`Simulator.stats()`."""
+
+    connections: int  # open now
+    connections_total: int
+    frames_sent: int
+    topics: dict[str, int]  # `update:SYM_G` -> the last seqNum published
+    injected: dict[str, int]  # fault kind -> how many were injected
 
 
 @dataclass
@@ -56,7 +71,7 @@ class _Topic:
     # beside `update:SYM_0`, while folded spellings of one topic are one subscription
     subscribers: dict[tuple[int, bool], str] = field(default_factory=dict)
     carry: float = 0.0  # fractional deltas due
-    ahead: deque = field(default_factory=deque)  # pre-generated delta frames
+    ahead: deque[bytes] = field(default_factory=deque)  # pre-generated delta frames
     sent_seq: int = 0  # last seqNum published
     # snapshotL1 listeners of this grouping's book: conn id -> the topic as subscribed
     l1: dict[int, str] = field(default_factory=dict)
@@ -68,11 +83,13 @@ class _Conn:
     id: int
     ws: ServerConnection
     market: str  # "spot" | "futures"
-    queue: deque = field(default_factory=deque)
+    queue: deque[bytes] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    topics: set = field(default_factory=set)  # subscribed topic strings, as spelled
-    l1: set = field(default_factory=set)  # (symbol, grouping) with snapshotL1 subscribed
-    held: dict = field(default_factory=dict)  # reorder: (topic key, bare) -> held frame
+    topics: set[str] = field(default_factory=set)  # subscribed topic strings, as spelled
+    # (symbol, grouping) with snapshotL1 subscribed
+    l1: set[tuple[str, int]] = field(default_factory=set)
+    # reorder: (topic key, bare) -> held frame
+    held: dict[_Hold, bytes] = field(default_factory=dict)
     stalled_until: float = 0.0
     last_rx: float = field(default_factory=time.monotonic)
     closing: bool = False
@@ -131,7 +148,7 @@ class Simulator:
         self._conns: dict[int, _Conn] = {}
         self._next_conn = 0
         self._server: Server | None = None
-        self._ticker: asyncio.Task | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._refuse_until = 0.0
         self._refuse_how = "503"
         self._frames_sent = 0
@@ -235,7 +252,7 @@ class Simulator:
         """The market model behind `update:SYMBOL_G` (created now if nobody asked yet)."""
         return self._topic(symbol, grouping).model
 
-    def stats(self) -> dict:
+    def stats(self) -> SimulatorStats:
         """Counters: open and total connections, frames sent, each topic's last seqNum
         published, and faults injected by kind."""
         kinds: dict[str, int] = {}
@@ -251,7 +268,7 @@ class Simulator:
 
     # --- connections ----------------------------------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request):  # noqa: ANN001
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if time.monotonic() < self._refuse_until and self._refuse_how != "accept_close":
             self._inject("refused", None, None, None)
             if self._refuse_how == "redirect":
@@ -272,7 +289,10 @@ class Simulator:
             return
         self._next_conn += 1
         self._connections_total += 1
-        market = "futures" if ws.request.path == FUTURES_PATH else "spot"
+        request = ws.request
+        if request is None:  # websockets runs the handler only after the handshake: never
+            raise RuntimeError("simulator: a connection without its handshake request")
+        market = "futures" if request.path == FUTURES_PATH else "spot"
         conn = _Conn(self._next_conn, ws, market)
         self._conns[conn.id] = conn
         if self.record_sent:
@@ -642,7 +662,7 @@ class Simulator:
         self._inject("seq_restart", None, f"update:{topic.key[0]}_{topic.key[1]}", topic.sent_seq)
 
     def _deliver(
-        self, conn: _Conn, hold: tuple, name: str, seq: int, frame: bytes, faults: Faults
+        self, conn: _Conn, hold: _Hold, name: str, seq: int, frame: bytes, faults: Faults
     ) -> None:
         rnd = self._rnd
         if faults.malformed and rnd.random() < faults.malformed:
