@@ -89,6 +89,10 @@ class FeedTap(Protocol):
     def on_sent(self, conn_id: int, now_ns: int, payload: str) -> None: ...
     def on_close(self, conn_id: int, now_ns: int, code: int | None, reason: str) -> None: ...
     def on_event(self, conn_id: int, event: Event) -> None: ...
+    def on_call(self, conn_id: int, now_ns: int, call: str, topics: list[str]) -> None:
+        """A call the Feed makes into the connection's BookSync (`subscribe`,
+        `connection_lost`, `check_timeouts` when something is waiting): every input the
+        core gets besides frames, so a replay can make the very same calls. Optional."""
 
 
 class Connected(NamedTuple):
@@ -612,6 +616,7 @@ class _Connection:
             tap.on_open(self.id, now, self.url)
         self._outbox = asyncio.Queue()
         self._send(encode_subscribe(self.topics))
+        self._call("subscribe", now, self.topics)
         feed._handle(self, self.sync.subscribe(self.topics, now))
         feed._notify(Connected(self.id, self.url, tuple(self.topics)))
         helpers = [
@@ -648,6 +653,7 @@ class _Connection:
             if tap is not None:
                 tap.on_close(self.id, now, code, CLOSED_BY_APP if self.stopping else reason)
             if not self.stopping:
+                self._call("connection_lost", now)
                 feed._handle(self, self.sync.connection_lost(now))
             for task in helpers:
                 task.cancel()
@@ -676,11 +682,20 @@ class _Connection:
             await asyncio.sleep(self.feed.ping_interval)
             self._send(encode_ping())
 
+    def _call(self, call: str, now_ns: int, topics: list[str] | None = None) -> None:
+        """Tell the tap about a call into the core, just before it is made."""
+        on_call = getattr(self.feed.tap, "on_call", None)
+        if on_call is not None:
+            on_call(self.id, now_ns, call, list(topics or ()))
+
     async def _watchdog(self, ws: ClientConnection) -> None:
         """Snapshot timeouts (via BookSync) and a socket that went silent."""
         while True:
             await asyncio.sleep(min(0.25, self.feed.silence_timeout / 4))
-            self.feed._handle(self, self.sync.check_timeouts(time.time_ns()))
+            if self.sync.has_timers:  # otherwise the call changes nothing: not recorded
+                now = time.time_ns()
+                self._call("check_timeouts", now)
+                self.feed._handle(self, self.sync.check_timeouts(now))
             self.carry_out_actions()
             silent = time.monotonic() - self._last_rx
             if silent > self.feed.silence_timeout:

@@ -389,6 +389,12 @@ class BookSync:
         return {key: state.topic for key, state in self._subscribed.items()}
 
     @property
+    def has_timers(self) -> bool:
+        """Whether `check_timeouts` has anything to check (a snapshot awaited, a retry
+        scheduled): a driver may skip (and not record) the calls that would do nothing."""
+        return bool(self._pending or self._retries)
+
+    @property
     def pending(self) -> dict[str, int]:
         """Subscribed books waiting for a snapshot (key -> since ns)."""
         return dict(self._pending)

@@ -24,7 +24,8 @@ import struct
 from typing import NamedTuple
 
 FORMAT_NAME = "bookengine-recording"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: CALL records (the driver's calls into BookSync); 1 still reads
+READABLE_VERSIONS = (1, 2)
 SUFFIX = ".btrec.zst"
 PARTIAL = ".partial"
 
@@ -38,6 +39,7 @@ STATUS = b"T"  # a sync status change seen live; payload: JSON {"topic", "status
 DIGEST = b"D"  # top-of-book digest of a synced book; payload: JSON {"topic", "seq", ...}
 LOSS = b"L"  # a hole: records the recorder could not keep; JSON {"first_ns", ...}
 CHECKPOINT = b"K"  # a synced book as a snapshot frame: where a seeking replay starts from
+CALL = b"A"  # a call the live driver made into BookSync: JSON {"call", "topics"} (v2)
 KINDS = {
     HEADER: "header",
     FRAME: "frame",
@@ -48,6 +50,7 @@ KINDS = {
     DIGEST: "digest",
     LOSS: "loss",
     CHECKPOINT: "checkpoint",
+    CALL: "call",
 }
 NO_CONN = -1  # conn_id of records that belong to no connection (header, status, loss...)
 # The most a block may decompress to. The writer cuts blocks at 1 MiB of records (one

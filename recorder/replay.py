@@ -17,8 +17,9 @@ up silently from the recorder's checkpoints, and emits events from `start_ns` on
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from recorder.reader import (
     scan,
 )
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class DigestMismatch:
@@ -88,6 +90,11 @@ class _Session:
     opened: dict[int, int] = field(default_factory=dict)  # conn -> open ns, until subscribe
     next_timeouts: int = 0
     recovery: RecoveryPolicy | None = None  # None: BookSync's default
+    snapshot_timeout_s: float | None = None  # the live one, if the header says
+    # sessions whose header says `calls` hold the Feed's calls into BookSync (CALL
+    # records, format v2): replayed as they are; others are replayed by inference
+    # (subscribe from SENT, connection lost from CLOSE, a 1 s timeout tick)
+    calls_recorded: bool = False
 
 
 class Replay:
@@ -107,7 +114,7 @@ class Replay:
         symbols: Iterable[str] | None = None,
         speed: float | None = None,
         book_updates: bool = False,
-        snapshot_timeout_s: float = 10.0,
+        snapshot_timeout_s: float | None = None,
         skip_damaged: bool = False,
     ) -> None:
         self.files = recording_files(paths)
@@ -132,9 +139,10 @@ class Replay:
         last one read, after a run): its books, stats..."""
         sync = self._session.syncs.get(conn_id)
         if sync is None:
+            timeout = self.snapshot_timeout_s or self._session.snapshot_timeout_s or 10.0
             sync = self._session.syncs[conn_id] = BookSync(
                 book_updates=self.book_updates,
-                snapshot_timeout_s=self.snapshot_timeout_s,
+                snapshot_timeout_s=timeout,
                 recovery=self._session.recovery,
             )
         return sync
@@ -155,7 +163,12 @@ class Replay:
         if key is None and self._sessions:
             return
         if key not in self._sessions:
-            self._sessions[key] = _Session(recovery=_recovery(header))
+            timeout = (header or {}).get("snapshot_timeout_s")
+            self._sessions[key] = _Session(
+                recovery=_recovery(header),
+                snapshot_timeout_s=timeout if isinstance(timeout, int | float) else None,
+                calls_recorded=(header or {}).get("calls") is True,
+            )
         self._session = self._sessions[key]
 
     def run(
@@ -205,6 +218,7 @@ class Replay:
             self._enter(file_header(info.path, info))
             session = self._session
             syncs, opened, next_timeouts = session.syncs, session.opened, session.next_timeouts
+            by_calls = session.calls_recorded
             for kind, ns, conn, payload in records:
                 stats.records += 1
                 warm = start is not None and ns < start
@@ -213,6 +227,12 @@ class Replay:
                     stats.frame_bytes += len(payload)
                     sync = syncs.get(conn) or self.sync(conn)
                     events = sync.feed(ns, payload)
+                    if sync.pending_actions:  # a live feed's to-do: the recording holds
+                        sync.take_actions()  # what followed, so they are dropped here
+                elif kind == fmt.CALL:
+                    events = self._call(conn, ns, payload)
+                elif by_calls and kind in _TOLD_BY_CALLS:
+                    continue  # the CALL records say all the live core was told
                 elif kind == fmt.OPEN:
                     opened[conn] = ns
                     continue
@@ -232,7 +252,7 @@ class Replay:
                     continue
                 else:  # header, status: information only
                     continue
-                if ns >= next_timeouts:  # the live watchdog runs about once a second
+                if not by_calls and ns >= next_timeouts:  # old files: a 1 s watchdog
                     next_timeouts = session.next_timeouts = ns + 1_000_000_000
                     for sync in syncs.values():
                         timeouts = sync.check_timeouts(ns)
@@ -264,6 +284,25 @@ class Replay:
                 stats.bad_frames += sync.stats.bad_frames
 
     # --- the rarer records --------------------------------------------------------------
+
+    def _call(self, conn: int, ns: int, payload: bytes) -> Sequence[Event]:
+        """Make the call the live Feed made into this connection's BookSync (v2 files)."""
+        call = orjson.loads(payload)
+        sync = self.sync(conn)
+        name, topics = call.get("call"), call.get("topics") or []
+        if name == "subscribe":
+            events: Sequence[Event] = sync.subscribe(topics, ns)
+        elif name == "unsubscribe":
+            events = sync.unsubscribe(topics, ns)
+        elif name == "connection_lost":
+            events = sync.connection_lost(ns)
+        elif name == "check_timeouts":
+            events = sync.check_timeouts(ns)
+        else:
+            log.warning("replay: unknown recorded call %r skipped", name)
+            events = ()
+        sync.take_actions()
+        return events
 
     def _sent(self, conn: int, ns: int, payload: bytes, opened: dict[int, int]) -> list[Event]:
         """The live Feed calls BookSync.subscribe once per session, with the open time."""
@@ -320,6 +359,11 @@ def _topic(text: str) -> tuple[str, int | None] | None:
     except TopicError:
         return None
     return parsed.symbol, parsed.grouping
+
+
+# What a v2 session's CALL records already tell the core (OPEN/SENT/CLOSE are kept as
+# information only).
+_TOLD_BY_CALLS = (fmt.OPEN, fmt.SENT, fmt.CLOSE)
 
 
 def _recovery(header: dict | None) -> RecoveryPolicy | None:

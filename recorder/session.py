@@ -46,6 +46,9 @@ class RecorderTap:
     def on_sent(self, conn_id: int, now_ns: int, payload: str) -> None:
         self.sink.write_sent(conn_id, now_ns, payload)
 
+    def on_call(self, conn_id: int, now_ns: int, call: str, topics: list[str]) -> None:
+        self.sink.write_call(conn_id, now_ns, call, topics)
+
     def on_close(self, conn_id: int, now_ns: int, code: int | None, reason: str) -> None:
         self.open.discard(conn_id)
         self.sink.write_close(conn_id, now_ns, code, reason)
@@ -122,6 +125,9 @@ async def record_session(
         "start_ns": time.time_ns(),
         "checkpoint_interval_s": checkpoint_interval,
         "recovery": dataclasses.asdict(recovery),
+        # the live BookSync's timeout: a replay of the recorded calls needs the same
+        "snapshot_timeout_s": options.get("snapshot_timeout", 10.0),
+        "calls": True,  # the Feed's calls into BookSync are recorded (CALL records)
     }
     writer = RecordingWriter(out_dir, metadata, rotate_s=rotate_s, max_bytes=max_bytes)
     sink = RecorderSink(writer)

@@ -84,6 +84,11 @@ class _RecordMethods:
         """A synced book as a snapshot frame (BTSE shape): a seeking replay starts here."""
         self._put(fmt.CHECKPOINT, now_ns, conn_id, snapshot_frame)
 
+    def write_call(self, conn_id: int, now_ns: int, call: str, topics: list[str]) -> None:
+        """A call the live Feed made into its BookSync (subscribe, unsubscribe,
+        connection_lost, check_timeouts): Replay makes the same calls at the same times."""
+        self._put(fmt.CALL, now_ns, conn_id, orjson.dumps({"call": call, "topics": topics}))
+
     def write_loss(self, first_ns: int, last_ns: int, count: int) -> None:
         """An explicit hole: `count` records between `first_ns` and `last_ns` are missing."""
         payload = orjson.dumps({"first_ns": first_ns, "last_ns": last_ns, "count": count})

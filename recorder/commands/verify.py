@@ -98,7 +98,7 @@ def verify_file(path: str | Path) -> tuple[list[str], list[str]]:
                     header = orjson.loads(records[0].payload)
                     if (
                         header.get("format") != fmt.FORMAT_NAME
-                        or header.get("version") != fmt.FORMAT_VERSION
+                        or header.get("version") not in fmt.READABLE_VERSIONS
                     ):
                         problems.append(
                             f"unknown format {header.get('format')} v{header.get('version')}"
@@ -108,7 +108,12 @@ def verify_file(path: str | Path) -> tuple[list[str], list[str]]:
     if walked.footer is not None and not walked.problem:
         expect = {
             "format": fmt.FORMAT_NAME,
-            "version": fmt.FORMAT_VERSION,
+            # a footer says the version its file was written in (any readable one)
+            "version": (
+                walked.footer.get("version")
+                if walked.footer.get("version") in fmt.READABLE_VERSIONS
+                else fmt.FORMAT_VERSION
+            ),
             "first_ns": walked.first_ns,
             "last_ns": walked.last_ns,
             "blocks": len(walked.blocks),

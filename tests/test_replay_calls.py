@@ -1,0 +1,69 @@
+"""Replay makes the calls the live Feed made into BookSync (CALL records): the same
+inputs, so the same events, timeouts and reconnects included."""
+
+import pytest
+from simclient import FAST, run
+
+from bookengine import L1Quote, Reason, RecoveryPolicy, StatusChanged, TopOfBook
+from bookengine.simulator import Faults, Simulator
+from recorder import format as fmt
+from recorder.reader import iter_records
+from recorder.replay import Replay
+from recorder.session import record_session
+
+pytestmark = pytest.mark.integration
+
+KEPT = (TopOfBook, StatusChanged, L1Quote)
+
+
+def test_a_recording_with_timeouts_and_reconnects_replays_to_identical_events(tmp_path):
+    live: list = []
+
+    def capture(conn_id, event):
+        if type(event) in KEPT:
+            live.append(event)
+
+    async def body():
+        faults = Faults(disconnect=0.15, drop=0.01, bad_snapshot=0.2)
+        topics = ["BTC-USD", "BTC-PERP", "update:BTC-PERP_9", "snapshotL1:BTC-USD"]
+        options = {
+            **FAST,
+            "snapshot_timeout": 0.3,
+            "recovery": RecoveryPolicy(first_delay_s=0.05, max_delay_s=0.4, report_after=3),
+        }
+        async with Simulator(symbols=["BTC-USD", "BTC-PERP"], rate=200, faults=faults) as sim:
+            await record_session(
+                topics, tmp_path, url=sim.url, duration=4.0, feed_options=options,
+                on_event=capture, checkpoint_interval=1.0,
+            )  # fmt: skip
+            return sim.stats()["injected"]
+
+    injected = run(body(), timeout=30)
+    reasons = {e.reason for e in live if type(e) is StatusChanged}
+    # the run really had timeouts (the never-served _9), lost connections and bad frames
+    assert Reason.SNAPSHOT_TIMEOUT in reasons and Reason.CONNECTION_LOST in reasons
+    assert injected.get("disconnect") and Reason.BAD_FRAME in reasons
+    calls = [r for r in iter_records([tmp_path]) if r.kind == fmt.CALL]
+    names = {r.payload.split(b'"')[3] for r in calls}
+    assert names == {b"subscribe", b"connection_lost", b"check_timeouts"}
+    replayed = [e for e in Replay([tmp_path]).events() if type(e) in KEPT]
+    assert replayed == live  # one by one, status changes from timeouts included
+
+
+def test_files_without_calls_still_replay_by_inference(tmp_path):
+    """A session recorded before CALL records existed (no `calls` in its header)."""
+    from bookengine.simulator.market import MarketModel
+    from recorder.writer import RecordingWriter
+
+    model = MarketModel("BTC-PERP", seed=2)
+    topic = "update:BTC-PERP_0"
+    with RecordingWriter(tmp_path, {"symbols": [topic]}, rotate_s=None) as writer:
+        writer.write_open(0, 1, "ws://sim/ws/oss/futures")
+        writer.write_sent(0, 2, '{"op":"subscribe","args":["update:BTC-PERP_0"]}')
+        writer.write_frame(0, 3, model.snapshot_frame())
+        for i in range(50):
+            writer.write_frame(0, 4 + i, model.next_delta_frame())
+    replay = Replay([tmp_path])
+    events = list(replay.events())
+    assert events[0].status == "waiting_for_snapshot" and events[1].status == "synced"
+    assert replay.book("BTC-PERP") is not None and replay.stats.frames == 51
