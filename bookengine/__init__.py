@@ -17,11 +17,17 @@ in the `recorder` package.
 from bookengine import naming
 from bookengine.book import BookSnapshot, OrderBook, to_number
 from bookengine.errors import (
+    ArgumentError,
     BookEngineError,
+    CorruptBlock,
     ExchangeError,
     FrameError,
     IllegalTransition,
     LevelError,
+    MissingExtra,
+    NoRecordings,
+    RecorderError,
+    RecordingError,
     TopicError,
 )
 from bookengine.events import (
@@ -46,12 +52,14 @@ from bookengine.wire import Topic, book_topic, is_futures, l1_topic, stream_key
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
     "BadFrame",
     "BookEngineError",
     "BookSnapshot",
     "BookSync",
     "BookUpdate",
     "Connected",
+    "CorruptBlock",
     "Event",
     "ExchangeError",
     "ExchangeErrors",
@@ -62,10 +70,14 @@ __all__ = [
     "IllegalTransition",
     "L1Quote",
     "LevelError",
+    "MissingExtra",
+    "NoRecordings",
     "OrderBook",
     "Pong",
     "Reason",
     "Reconnecting",
+    "RecorderError",
+    "RecordingError",
     "RecoveryPolicy",
     "Resubscribe",
     "StatusChanged",

@@ -34,7 +34,7 @@ from itertools import chain, repeat
 from math import inf
 from operator import index, truediv
 
-from bookengine.errors import LevelError
+from bookengine.errors import ArgumentError, LevelError
 
 try:
     if os.environ.get("BOOKENGINE_PURE"):
@@ -387,7 +387,8 @@ class OrderBook:
         return (self._best_ask + self._best_bid) / (2 * self._scale)
 
     def depth(self, n: int | None = None) -> tuple[Levels, Levels]:
-        """Top `n` levels per side, best first (all levels if n is None)."""
+        """Top `n` levels per side, best first (all levels if n is None); `ArgumentError`
+        for a negative n."""
         return self.bids(n), self.asks(n)
 
     def bids(self, n: int | None = None) -> Levels:
@@ -403,7 +404,7 @@ class OrderBook:
         else:
             n = index(n)  # any integer (numpy's too), never a float
             if n < 0:
-                raise ValueError(f"depth must be >= 0, got {n}")
+                raise ArgumentError(f"depth must be >= 0, got {n}")
             if n > len(side):
                 n = -1  # every level (keeps huge counts out of C)
         return _side_levels(side, descending, n, self._scale)
@@ -412,7 +413,7 @@ class OrderBook:
         """Size resting at `price` on "bid" or "ask" (0.0 if none)."""
         levels = {"bid": self._bids, "ask": self._asks}.get(side)
         if levels is None:
-            raise ValueError(f"side must be 'bid' or 'ask', got {side!r}")
+            raise ArgumentError(f"side must be 'bid' or 'ask', got {side!r}")
         mantissa, exp10 = price_parts(price)
         shift = exp10 + self._decimals
         if shift < 0:

@@ -46,7 +46,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bookengine import naming
 from bookengine.book import OrderBook
-from bookengine.errors import ExchangeError
+from bookengine.errors import ArgumentError, ExchangeError
 from bookengine.events import (
     BadFrame,
     BookUpdate,
@@ -181,6 +181,10 @@ class Feed:
 
     `url`: "production" (default), "testnet", a base such as "ws://127.0.0.1:8765" (the
     spot/futures path is added per symbol), or a full URL with a path (used for all).
+
+    Raises `TopicError` for a symbol or topic no spelling rule knows, and `ArgumentError`
+    for other bad arguments (a bad url, timeouts <= 0, more topics than 50 connections
+    carry). Once running, nothing the exchange sends raises: it becomes events.
     """
 
     def __init__(
@@ -211,11 +215,11 @@ class Feed:
         # one subscription per stream, whatever spellings name it
         wanted = list(dict.fromkeys(t.wire for t in {t.key: t for t in parsed}.values()))
         if not wanted:
-            raise ValueError("Feed needs at least one symbol or topic")
+            raise ArgumentError("Feed needs at least one symbol or topic")
         if queue_size < 1 or ping_interval <= 0 or snapshot_timeout <= 0 or silence_timeout <= 0:
-            raise ValueError("queue_size, ping_interval and the timeouts must be > 0")
+            raise ArgumentError("queue_size, ping_interval and the timeouts must be > 0")
         if not 0 < backoff[0] <= backoff[1]:
-            raise ValueError("backoff must be (first delay, cap) with 0 < first <= cap")
+            raise ArgumentError("backoff must be (first delay, cap) with 0 < first <= cap")
         self.topics = wanted
         self._on_top = on_top
         self._on_book = on_book
@@ -234,7 +238,7 @@ class Feed:
         self.max_frame_bytes = max_frame_bytes
         plan = _plan(wanted, url)
         if len(plan) > max_connections:
-            raise ValueError(
+            raise ArgumentError(
                 f"{len(wanted)} topics need {len(plan)} connections (100 topics each); BTSE "
                 f"allows {max_connections} per IP: subscribe fewer, or split them over hosts"
             )
@@ -527,7 +531,7 @@ def _endpoint(url: str, market: str) -> str:
     if url in ("production", "testnet"):
         return ENDPOINTS[(url, market)]
     if not url.startswith(("ws://", "wss://")):
-        raise ValueError(f"url must be 'production', 'testnet' or ws(s)://..., got {url!r}")
+        raise ArgumentError(f"url must be 'production', 'testnet' or ws(s)://..., got {url!r}")
     rest = url.split("://", 1)[1]
     if "/" in rest.rstrip("/"):
         return url  # a full URL: used as given

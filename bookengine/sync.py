@@ -70,7 +70,13 @@ import orjson
 from bookengine import book as _book_module
 from bookengine import naming
 from bookengine.book import OrderBook, size_value, to_number
-from bookengine.errors import BookEngineError, FrameError, IllegalTransition, TopicError
+from bookengine.errors import (
+    ArgumentError,
+    BookEngineError,
+    FrameError,
+    IllegalTransition,
+    TopicError,
+)
 from bookengine.events import (
     BadFrame,
     BookUpdate,
@@ -133,9 +139,11 @@ class RecoveryPolicy:
 
     def __post_init__(self) -> None:
         if not 0 < self.first_delay_s <= self.max_delay_s:
-            raise ValueError("RecoveryPolicy: need 0 < first_delay_s <= max_delay_s")
+            raise ArgumentError("RecoveryPolicy: need 0 < first_delay_s <= max_delay_s")
         if self.report_after < 1 or self.stable_s < 0 or self.stable_deltas < 1:
-            raise ValueError("RecoveryPolicy: report_after >= 1, stable_s >= 0, stable_deltas >= 1")
+            raise ArgumentError(
+                "RecoveryPolicy: need report_after >= 1, stable_s >= 0, stable_deltas >= 1"
+            )
 
     def delay_ns(self, failures: int, key: str) -> int:
         """The wait before resubscribing after `failures` failures in a row. Jittered
@@ -252,6 +260,9 @@ class BookSync:
     `snapshot_timeout_s`: a subscribed book with no snapshot after this long counts as a
     failed recovery (an out-of-range grouping is acknowledged and then stays silent).
     `recovery`: how failing books are retried (`RecoveryPolicy`).
+
+    Raises `ArgumentError` for a timeout <= 0; `subscribe`/`unsubscribe` raise
+    `TopicError` for a topic no spelling rule knows; `feed` never raises.
     """
 
     def __init__(
@@ -262,7 +273,7 @@ class BookSync:
         recovery: RecoveryPolicy | None = None,
     ) -> None:
         if snapshot_timeout_s <= 0:
-            raise ValueError("snapshot_timeout_s must be > 0")
+            raise ArgumentError("snapshot_timeout_s must be > 0")
         self._book_updates = book_updates
         self._timeout_ns = int(snapshot_timeout_s * 1e9)
         self.recovery = recovery or RecoveryPolicy()

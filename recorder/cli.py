@@ -42,10 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from bookengine.errors import BookEngineError
+
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BookEngineError as exc:  # library errors as one line naming the command
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

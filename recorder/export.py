@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bookengine.errors import ArgumentError, MissingExtra
 from bookengine.events import BookUpdate, TopOfBook
 from recorder.replay import Replay, ReplayStats
 
@@ -73,7 +74,7 @@ def depth_columns(depth: int) -> list[str]:
 def collect(replay: Replay, depth: int = 0, interval_ms: float | None = None) -> Columns:
     """Replay and gather the series (depth 0: top of book; N: N levels per side)."""
     if depth < 0 or (interval_ms is not None and interval_ms <= 0):
-        raise ValueError("depth must be >= 0 and interval_ms > 0")
+        raise ArgumentError("depth must be >= 0 and interval_ms > 0")
     if depth == 0:
         columns = Columns(["bid_price", "bid_size", "ask_price", "ask_size"])
         for event in replay.events():
@@ -117,13 +118,13 @@ def write(columns: Columns, path: str | Path) -> Path:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
-            raise RuntimeError(
+            raise MissingExtra(
                 "Parquet export needs pyarrow: pip install 'bookengine[parquet]' (or use .npz)"
             ) from None
         table = pa.table({name: pa.array(values) for name, values in arrays.items()})
         pq.write_table(table, path, compression="zstd")
     else:
-        raise ValueError(f"unknown output type {path.suffix!r}: use .npz or .parquet")
+        raise ArgumentError(f"unknown output type {path.suffix!r}: use .npz or .parquet")
     return path
 
 
@@ -139,7 +140,10 @@ def export(
     skip_damaged: bool = False,
 ) -> tuple[Path, int, ReplayStats]:
     """Replay `paths` and write the series to `out`; returns (path, rows, replay stats).
-    Nothing is written if the replay fails (a damaged block without `skip_damaged`)."""
+    Nothing is written if the replay fails (a damaged block without `skip_damaged`).
+
+    Raises what `Replay` raises, `ArgumentError` for an unknown output type or bad
+    depth/interval, `MissingExtra` for Parquet without pyarrow."""
     replay = Replay(
         paths, symbols=symbols, start_ns=start_ns, end_ns=end_ns, skip_damaged=skip_damaged
     )

@@ -32,14 +32,13 @@ from typing import BinaryIO
 import orjson
 import zstandard
 
+# re-exported here for callers of the reader; their home is bookengine.errors
+from bookengine.errors import CorruptBlock as CorruptBlock
+from bookengine.errors import NoRecordings as NoRecordings
 from recorder import format as fmt
 from recorder.format import BlockInfo, Record
 
 log = logging.getLogger(__name__)
-
-
-class CorruptBlock(ValueError):
-    """A complete block that does not decode: the file is damaged (not merely cut)."""
 
 
 @dataclass
@@ -129,16 +128,16 @@ def describe_leftover(partial: Path, final: Path) -> str:
     )
 
 
-def recording_files_or_exit(
-    paths: Iterable[str | Path], command: str
+def find_recordings_or_fail(
+    paths: Iterable[str | Path],
 ) -> tuple[list[Path], list[tuple[Path, Path]]]:
-    """For the CLI: find_recordings, or a one-line error naming the command."""
+    """`find_recordings`, raising `NoRecordings` when a path is missing or holds none."""
     try:
         files, leftovers = find_recordings(paths)
     except FileNotFoundError as exc:
-        raise SystemExit(f"{command}: {exc}") from None
+        raise NoRecordings(str(exc)) from None
     if not files:
-        raise SystemExit(f"{command}: no recordings (*{fmt.SUFFIX}) found")
+        raise NoRecordings(f"no recordings (*{fmt.SUFFIX}) found")
     return files, leftovers
 
 

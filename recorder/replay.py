@@ -26,6 +26,7 @@ from pathlib import Path
 import orjson
 
 from bookengine import naming
+from bookengine.errors import ArgumentError, NoRecordings
 from bookengine.events import (
     BadFrame,
     BookUpdate,
@@ -103,6 +104,9 @@ class Replay:
     `speed`: None = as fast as possible; 1.0 = as recorded; 10.0 = ten times faster.
     `skip_damaged`: a block that does not decode is a hole (counted in `lost_records` and
     `damaged_blocks`, logged) instead of a CorruptBlock that ends the replay.
+
+    Raises `NoRecordings` if `paths` hold no recording, `ArgumentError` for a bad speed or
+    symbol; iterating raises `CorruptBlock` on damage unless `skip_damaged`.
     """
 
     def __init__(
@@ -119,9 +123,9 @@ class Replay:
     ) -> None:
         self.files = recording_files(paths)
         if not self.files:
-            raise FileNotFoundError("no recordings (*.btrec.zst) found")
+            raise NoRecordings(f"no recordings (*{fmt.SUFFIX}) found")
         if speed is not None and speed <= 0:
-            raise ValueError("speed must be > 0 (or None: as fast as possible)")
+            raise ArgumentError("speed must be > 0 (or None: as fast as possible)")
         self.start_ns = start_ns
         self.end_ns = end_ns
         # any spelling (btc-perp, BTC-PERP-USDT, BTCPFC): events carry the socket name

@@ -28,13 +28,11 @@ import orjson
 import zstandard
 
 from bookengine import __version__
+from bookengine.errors import ArgumentError
+from bookengine.errors import RecorderError as RecorderError  # its home; re-exported
 from recorder import format as fmt
 
 log = logging.getLogger(__name__)
-
-
-class RecorderError(Exception):
-    """The recording cannot go on (disk full, unwritable directory...); says why."""
 
 
 class _RecordMethods:
@@ -125,15 +123,17 @@ class RecordingWriter(_RecordMethods):
         prefix: str = "btse",
     ) -> None:
         if rotate_s is not None and rotate_s <= 0:
-            raise ValueError("rotate_s must be > 0 (or None: no time rotation)")
+            raise ArgumentError("rotate_s must be > 0 (or None: no time rotation)")
         if max_bytes is not None and max_bytes < 4096:
-            raise ValueError("max_bytes must be at least 4096")
+            raise ArgumentError("max_bytes must be at least 4096")
         if block_records < 1 or block_bytes < 1 or flush_s <= 0:
-            raise ValueError("block_records, block_bytes and flush_s must be > 0")
+            raise ArgumentError("block_records, block_bytes and flush_s must be > 0")
         if block_bytes > fmt.MAX_BLOCK_BYTES:
-            raise ValueError(f"block_bytes must be at most {fmt.MAX_BLOCK_BYTES} (a reader's cap)")
+            raise ArgumentError(
+                f"block_bytes must be at most {fmt.MAX_BLOCK_BYTES} (a reader's cap)"
+            )
         if not prefix or "/" in prefix or prefix.startswith("."):
-            raise ValueError(f"bad file name prefix {prefix!r}")
+            raise ArgumentError(f"bad file name prefix {prefix!r}")
         self.out_dir = Path(out_dir)
         self.metadata = dict(metadata or {})
         self.rotate_ns = None if rotate_s is None else int(rotate_s * 1e9)

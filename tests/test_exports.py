@@ -31,3 +31,26 @@ def test_the_readme_imports_only_from_the_package_root():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     imports = re.findall(r"^from (bookengine[\w.]*) import", readme, flags=re.M)
     assert imports and set(imports) <= {"bookengine", "bookengine.simulator"}
+
+
+def test_one_exception_tree():
+    from bookengine import errors
+    from recorder.reader import CorruptBlock, NoRecordings
+    from recorder.writer import RecorderError
+
+    for cls in (CorruptBlock, NoRecordings, RecorderError):
+        assert issubclass(cls, bookengine.BookEngineError)
+    classes = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, Exception)]
+    assert all(issubclass(c, bookengine.BookEngineError) for c in classes)
+    # each is documented in the tree at the top of the module
+    for cls in classes:
+        assert cls.__name__ in errors.__doc__
+
+
+def test_library_code_never_raises_system_exit():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    for path in [*root.glob("bookengine/**/*.py"), *root.glob("recorder/*.py")]:
+        assert not re.search(r"raise SystemExit", path.read_text()), path

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
+from bookengine.errors import ArgumentError
+
 
 @dataclass
 class Faults:
@@ -53,16 +55,16 @@ class Faults:
             name, eq, value = item.partition("=")
             name = name.strip()
             if not eq:
-                raise ValueError(f"fault {item!r}: expected NAME=VALUE, e.g. drop=0.01")
+                raise ArgumentError(f"fault {item!r}: expected NAME=VALUE, e.g. drop=0.01")
             if name == "all":
                 for prob in PROBABILITIES:
                     setattr(faults, prob, float(value))
                 continue
             if name not in names:
-                raise ValueError(f"unknown fault {name!r}; known: {', '.join(names)}, all")
+                raise ArgumentError(f"unknown fault {name!r}; known: {', '.join(names)}, all")
             number = int(value) if name == "oversized_bytes" else float(value)
             if name in PROBABILITIES and not 0.0 <= number <= 1.0:
-                raise ValueError(f"fault {name}: a probability must be in [0, 1], got {value}")
+                raise ArgumentError(f"fault {name}: a probability must be in [0, 1], got {value}")
             setattr(faults, name, number)
         return faults
 

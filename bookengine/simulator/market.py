@@ -20,6 +20,7 @@ from typing import TypeAlias
 
 import orjson
 
+from bookengine.errors import ArgumentError
 from bookengine.wire import is_futures
 
 WINDOW = 50  # levels per side the server keeps and publishes
@@ -71,7 +72,7 @@ class MarketModel:
         history: int = HISTORY,
     ) -> None:
         if not 0 <= grouping < len(GROUPING_TICKS):
-            raise ValueError(f"grouping must be 0..{len(GROUPING_TICKS) - 1}, got {grouping}")
+            raise ArgumentError(f"grouping must be 0..{len(GROUPING_TICKS) - 1}, got {grouping}")
         self.symbol = symbol
         self.grouping = grouping
         self.topic = f"update:{symbol}_{grouping}"

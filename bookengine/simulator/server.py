@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bookengine import naming
-from bookengine.errors import TopicError
+from bookengine.errors import ArgumentError, TopicError
 from bookengine.simulator.faults import Faults, Injected
 from bookengine.simulator.market import HISTORY, MarketModel
 from bookengine.wire import FUTURES_PATH, MAX_TOPICS_PER_CONNECTION, SPOT_PATH
@@ -125,9 +125,9 @@ class Simulator:
         compression: str | None = None,
     ) -> None:
         if rate < 0:
-            raise ValueError("rate must be >= 0 deltas/s per topic")
+            raise ArgumentError("rate must be >= 0 deltas/s per topic")
         if not symbols:
-            raise ValueError("symbols: list at least one, e.g. ['BTC-USD', 'BTC-PERP']")
+            raise ArgumentError("symbols: list at least one, e.g. ['BTC-USD', 'BTC-PERP']")
         self.host = host
         self.port = port
         self.symbols = [naming.canonical(s) for s in symbols]
@@ -226,7 +226,7 @@ class Simulator:
         to an https:// URL no websocket client can follow (`"redirect"`), or accept them
         and close at once (`"accept_close"`, close code 1011)."""
         if how not in ("503", "redirect", "accept_close"):
-            raise ValueError(f"how must be '503', 'redirect' or 'accept_close', got {how!r}")
+            raise ArgumentError(f"how must be '503', 'redirect' or 'accept_close', got {how!r}")
         self._refuse_until = time.monotonic() + seconds
         self._refuse_how = how
 

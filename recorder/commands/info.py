@@ -26,9 +26,9 @@ def _when(ns: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.reader import describe_leftover, recording_files_or_exit, summarize
+    from recorder.reader import describe_leftover, find_recordings_or_fail, summarize
 
-    files, leftovers = recording_files_or_exit(args.paths, "info")
+    files, leftovers = find_recordings_or_fail(args.paths)
     for partial, final in leftovers:
         print(describe_leftover(partial, final))
     status = 0

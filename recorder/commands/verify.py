@@ -147,12 +147,12 @@ def footer_problems(footer: dict, expect: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.reader import describe_leftover, recording_files_or_exit
+    from recorder.reader import describe_leftover, find_recordings_or_fail
 
     if args.skip_damaged:  # accepted for symmetry with replay/export, never honoured
         print("verify: --skip-damaged is refused: verify fails on damage", file=sys.stderr)
         return 2
-    files, leftovers = recording_files_or_exit(args.paths, "verify")
+    files, leftovers = find_recordings_or_fail(args.paths)
     for partial, final in leftovers:
         print(f"NOTE {describe_leftover(partial, final)}")
     bad = 0
