@@ -340,10 +340,6 @@ class Feed:
         conn = self._conn_of(symbol, grouping)
         return None if conn is None else conn.sync.book(symbol, grouping)
 
-    def book_of(self, topic: str) -> OrderBook | None:
-        """The synced book of a topic (any spelling); the same as `book(topic)`."""
-        return self.book(topic)
-
     def last_seq(self, symbol: str, grouping: int | None = 0) -> int | None:
         conn = self._conn_of(symbol, grouping)
         return None if conn is None else conn.sync.last_seq(symbol, grouping)

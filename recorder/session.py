@@ -180,7 +180,7 @@ def _write_digests(feed: Feed, sink: RecorderSink) -> None:
     now = time.time_ns()
     for conn_id, _, topics in feed.connections:
         for topic in topics:
-            book = feed.book_of(topic) if topic.startswith("update:") else None
+            book = feed.book(topic) if topic.startswith("update:") else None
             if book is not None:
                 symbol, grouping = _split(topic)
                 seq = feed.last_seq(symbol, grouping)
@@ -194,7 +194,7 @@ def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:
     written = False
     for conn_id, _, topics in feed.connections:
         for topic in topics:
-            book = feed.book_of(topic) if topic.startswith("update:") else None
+            book = feed.book(topic) if topic.startswith("update:") else None
             if book is None:
                 continue
             symbol, grouping = _split(topic)
