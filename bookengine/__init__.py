@@ -45,7 +45,7 @@ from bookengine.events import (
     TopOfBook,
     Unsubscribed,
 )
-from bookengine.feed import Connected, Feed, FeedStats, FeedTap, Reconnecting
+from bookengine.feed import Connected, Feed, FeedEvent, FeedStats, FeedTap, Reconnecting
 from bookengine.sync import BookSync, RecoveryPolicy, SyncStats, TopicStats
 from bookengine.wire import Topic, book_topic, is_futures, l1_topic, stream_key
 
@@ -64,6 +64,7 @@ __all__ = [
     "ExchangeError",
     "ExchangeErrors",
     "Feed",
+    "FeedEvent",
     "FeedStats",
     "FeedTap",
     "FrameError",

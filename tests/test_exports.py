@@ -29,8 +29,8 @@ def test_the_readme_imports_only_from_the_package_root():
     from pathlib import Path
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    imports = re.findall(r"^from (bookengine[\w.]*) import", readme, flags=re.M)
-    assert imports and set(imports) <= {"bookengine", "bookengine.simulator"}
+    imports = re.findall(r"^from ((?:bookengine|recorder)[\w.]*) import", readme, flags=re.M)
+    assert imports and set(imports) <= {"bookengine", "bookengine.simulator", "recorder"}
 
 
 def test_one_exception_tree():
@@ -54,3 +54,13 @@ def test_library_code_never_raises_system_exit():
     root = Path(__file__).parent.parent
     for path in [*root.glob("bookengine/**/*.py"), *root.glob("recorder/*.py")]:
         assert not re.search(r"raise SystemExit", path.read_text()), path
+
+
+def test_replay_and_export_import_from_one_place():
+    import recorder
+    from recorder.export import export
+    from recorder.replay import Replay
+
+    assert recorder.Replay is Replay and recorder.export_series is export
+    for name in recorder.__all__:
+        assert getattr(recorder, name) is not None
