@@ -214,3 +214,24 @@ def test_a_string_is_one_symbol_and_too_many_topics_are_refused_up_front():
     many = [f"X{i}-USD" for i in range(5_001)]
     with pytest.raises(ValueError, match="connections"):
         Feed(many, url="ws://127.0.0.1:1")
+
+
+def test_close_is_bounded_even_behind_a_slow_error_callback():
+    async def body():
+        slow = []
+
+        async def on_error(event):
+            slow.append(event)
+            await asyncio.sleep(0.2)  # far slower than the flood
+
+        async with Simulator(symbols=["BTC-USD"], rate=400, faults=Faults(error_frame=1.0)) as sim:
+            options = {**FAST, "queue_size": 50, "close_timeout": 0.5}
+            feed = Feed(["BTC-USD"], url=sim.url, on_error=on_error, **options)
+            await feed.start()
+            await asyncio.sleep(1.0)
+            assert len(feed._others) <= 50  # bounded while it runs
+            await asyncio.wait_for(feed.close(), 5)  # a hang guard, not a timing claim
+            stats = feed.stats()
+        assert stats.dropped > 0 and slow
+
+    run(body())

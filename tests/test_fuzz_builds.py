@@ -1,6 +1,8 @@
 """A fuzz of mutated realistic frames through both builds (C accelerator and pure Python):
 never raises, the builds agree frame by frame, never a silent topic, never a wrong book."""
 
+import os
+
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -62,7 +64,6 @@ def run(stream: list[bytes], pure: bool):
     return sync, events
 
 
-@pytest.mark.skipif(not book_module.ACCELERATED, reason="compares the C build with Python")
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     damage=st.lists(
@@ -72,6 +73,10 @@ def run(stream: list[bytes], pure: bool):
     junk=JUNK,
 )
 def test_fuzz_never_raises_never_wrong_never_silent_and_builds_agree(damage, junk):
+    if not book_module.ACCELERATED:  # CI builds it; conftest's book_impl says the same
+        if os.environ.get("CI"):
+            pytest.fail("the C accelerator was not built in CI: the builds cannot be compared")
+        pytest.skip("compares the C build with pure Python: bookengine._fastbook not built")
     stream = list(HEAD)
     for index, how, where in sorted(damage, reverse=True):
         stream.insert(index + 1, mutate(stream[index], how, where, junk))

@@ -371,3 +371,62 @@ def test_deflate_only_when_enabled_and_offered():
         assert await negotiated("deflate", True) == ["permessage-deflate"]
 
     run(body())
+
+
+def test_every_spelling_btse_serves_and_grouped_l1():
+    """Legacy BTCPFC, a K_ prefixed spot market, a dated future (both spellings),
+    snapshotL1:SYM_G; case matters, as on a strict exchange."""
+
+    async def body():
+        listed = ["BTC-PERP", "BTC-260925", "K_PEIPEI-USDT"]
+        async with Simulator(symbols=listed, rate=200) as sim:
+            fut = await open_client(sim.futures_url)
+            await fut.send(subscribe("update:BTCPFC_0", "update:BTC-260925-USDT_0"))
+            ack, _ = await until(fut, lambda m: isinstance(m, dict) and m.get("event"))
+            assert sorted(ack["channel"]) == ["update:BTC-260925-USDT_0", "update:BTCPFC_0"]
+            seen = set()
+            for raw in await frames(fut, 60):
+                msg = parse(raw)
+                if is_book(msg):
+                    seen.add(msg["data"]["symbol"])
+            assert seen == {"BTC-PERP", "BTC-260925"}
+            await fut.send(subscribe("snapshotL1:BTC-PERP_2", "update:btc-perp_0"))
+            l1, before = await until(fut, lambda m: is_book(m, "snapshotL1"))
+            assert l1["topic"] == "snapshotL1:BTC-PERP_2"  # echoed as subscribed
+            errors = [m for m in before if isinstance(m, dict) and "errors" in m]
+            if not errors:
+                err, _ = await until(fut, lambda m: isinstance(m, dict) and "errors" in m)
+                errors = [err]
+            assert errors[0]["errors"][0]["error"]["code"] == 1000  # lower case is unknown
+            assert errors[0]["errors"][0]["arg"] == "update:btc-perp_0"
+            spot = await open_client(sim.spot_url)
+            await spot.send(subscribe("update:K_PEIPEI-USDT_0"))
+            snap, _ = await until(spot, lambda m: is_book(m, "snapshot"))
+            assert snap["data"]["symbol"] == "K_PEIPEI-USDT"
+            await fut.close()
+            await spot.close()
+
+    run(body())
+
+
+def test_a_sequence_restart_starts_a_new_lower_chain():
+    async def body():
+        async with Simulator(symbols=["BTC-PERP"], rate=300) as sim:
+            ws = await open_client(sim.futures_url)
+            await ws.send(subscribe("update:BTC-PERP_0"))
+            snap, _ = await until(ws, lambda m: is_book(m, "snapshot"))
+            before = snap["data"]["seqNum"]
+            restarted = sim.restart_sequence("BTC-PERP")
+            assert restarted < before
+            delta, _ = await until(
+                ws, lambda m: is_book(m, "delta") and m["data"]["seqNum"] < before
+            )
+            assert delta["data"]["prevSeqNum"] == restarted  # a gap for the client
+            await ws.send(unsubscribe("update:BTC-PERP_0"))
+            await ws.send(subscribe("update:BTC-PERP_0"))
+            fresh, _ = await until(ws, lambda m: is_book(m, "snapshot"))
+            assert restarted <= fresh["data"]["seqNum"] < before  # the new chain's
+            assert sim.stats()["injected"]["seq_restart"] == 1
+            await ws.close()
+
+    run(body())

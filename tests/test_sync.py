@@ -330,3 +330,15 @@ def test_a_book_snapshot_is_an_immutable_copy_with_seq_and_exchange_time():
     assert (now.seq, now.exchange_ms, now.best_bid) == (11, 1790133628999, (99.5, 3.0))
     with pytest.raises(AttributeError):
         kept.seq = 12  # frozen
+
+
+def test_a_transition_outside_the_table_is_a_bug_that_raises():
+    from bookengine import IllegalTransition
+
+    sync = synced()
+    state = sync._books[T]
+    with pytest.raises(IllegalTransition, match="synced -> synced on gap"):
+        sync._set_status(state, SyncStatus.SYNCED, Reason.GAP, 5, [])
+    sync.unsubscribe([T], 6)
+    with pytest.raises(IllegalTransition):  # an unsubscribed book cannot fall out of sync
+        sync._set_status(state, SyncStatus.OUT_OF_SYNC, Reason.CONNECTION_LOST, 7, [])
