@@ -37,7 +37,7 @@ class Columns:
         self.symbol: list[str] = []
         self.floats = {name: array("d") for name in float_names}
 
-    def add(self, event, values: Iterable[float]) -> None:  # noqa: ANN001
+    def add(self, event, values: Iterable[float | None]) -> None:  # noqa: ANN001
         self.arrival_ns.append(event.arrival_ns)
         self.exchange_ms.append(event.exchange_ms if event.exchange_ms is not None else -1)
         self.seq.append(event.seq)
@@ -94,7 +94,7 @@ def collect(replay: Replay, depth: int = 0, interval_ms: float | None = None) ->
                 continue
             due[key] = (event.arrival_ns // step + 1) * step
         bids, asks = event.book.depth(depth)
-        pad = [None] * depth
+        pad: list[float | None] = [None] * depth  # NaN where the book is thinner
         columns.add(
             event,
             [
@@ -112,7 +112,9 @@ def write(columns: Columns, path: str | Path) -> Path:
     path = Path(path)
     arrays = columns.as_numpy()
     if path.suffix == ".npz":
-        np.savez_compressed(path, **arrays)
+        # allow_pickle: numpy's default, spelled out so that mypy does not match the
+        # **arrays against that bool keyword (no column is named so; none is object dtype)
+        np.savez_compressed(path, allow_pickle=True, **arrays)
     elif path.suffix == ".parquet":
         try:
             import pyarrow as pa

@@ -132,7 +132,7 @@ def encode_record(kind: bytes, arrival_ns: int, conn_id: int, payload: bytes) ->
 
 def decode_records(block: bytes) -> list[Record]:
     """Split a decompressed block into records; ValueError if it is not well formed."""
-    records = []
+    records: list[Record] = []
     append = records.append
     find = block.find
     pos, end = 0, len(block)

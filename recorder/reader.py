@@ -422,11 +422,12 @@ class RecordingReader:
         start, end = self.start_ns, self.end_ns
         for path in self.files:
             info = self._scan(path)
-            if not info.blocks:
+            first_ns, last_ns = info.first_ns, info.last_ns
+            if first_ns is None or last_ns is None:  # no blocks
                 continue
-            if start is not None and info.last_ns < start:
+            if start is not None and last_ns < start:
                 continue
-            if end is not None and info.first_ns > end:
+            if end is not None and first_ns > end:
                 continue
             yield info, iter_file(
                 path, start, end, info, skip_damaged=self.skip_damaged, damaged=self.damaged

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -186,7 +187,9 @@ class Replay:
         progress: Callable[[ReplayStats], object] | None = None,
     ) -> ReplayStats:
         """Call the same callbacks a live Feed would; return the stats."""
-        routes = {
+        # by exact event type, so each callback only ever gets the type it takes (which
+        # a dict's value type cannot say: Any)
+        routes: dict[type, Callable[[Any], object] | None] = {
             TopOfBook: on_top,
             BookUpdate: on_book,
             StatusChanged: on_status,
@@ -394,10 +397,12 @@ def _pace(origin: tuple[int, float] | None, ns: int, speed: float) -> tuple[int,
 
 def recording_span(paths: Iterable[str | Path]) -> tuple[int | None, int | None]:
     """(first ns, last ns) of recordings, from block headers only."""
-    first = last = None
+    first: int | None = None
+    last: int | None = None
     for path in recording_files(paths):
         info = scan(path)
-        if info.first_ns is not None:
-            first = info.first_ns if first is None else min(first, info.first_ns)
-            last = info.last_ns if last is None else max(last, info.last_ns)
+        first_ns, last_ns = info.first_ns, info.last_ns
+        if first_ns is not None and last_ns is not None:  # both None: no blocks
+            first = first_ns if first is None else min(first, first_ns)
+            last = last_ns if last is None else max(last, last_ns)
     return first, last

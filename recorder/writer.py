@@ -23,6 +23,7 @@ import uuid
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 import zstandard
@@ -72,9 +73,11 @@ class _RecordMethods:
         self._put(fmt.STATUS, now_ns, conn_id, orjson.dumps(payload))
 
     def write_digest(
-        self, now_ns: int, topic: str, seq: int, digest: str, *, conn_id: int = fmt.NO_CONN
+        self, now_ns: int, topic: str, seq: int | None, digest: str, *, conn_id: int = fmt.NO_CONN
     ) -> None:
-        """A top-of-book digest (`OrderBook.digest()`) after frame `seq`, for replay checks."""
+        """A top-of-book digest (`OrderBook.digest()`) after frame `seq`, for replay checks
+        (`seq` None: the book has no valid seqNum, e.g. its snapshot's was negative; replay
+        compares it with its own book's, None too)."""
         payload = orjson.dumps({"topic": topic, "seq": seq, "digest": digest})
         self._put(fmt.DIGEST, now_ns, conn_id, payload)
 
@@ -147,8 +150,8 @@ class RecordingWriter(_RecordMethods):
         self._compressor = zstandard.ZstdCompressor(
             level=level, write_content_size=True, write_checksum=True
         )
-        self._file = None
-        self._path: Path | None = None
+        self._file: BinaryIO | None = None
+        self._path: Path | None = None  # set whenever _file is
         self._buffer: list[bytes] = []
         self._buffer_bytes = 0
         self._block_frames = 0
@@ -375,6 +378,7 @@ class RecordingWriter(_RecordMethods):
         self._sync()
         self._file.close()
         self._file = None
+        assert self._path is not None  # _open sets it together with _file
         final = self._path.with_name(self._path.name[: -len(fmt.PARTIAL)])
         _rename_no_clobber(self._path, final)
         _sync_directory(self.out_dir)
@@ -382,6 +386,8 @@ class RecordingWriter(_RecordMethods):
         self._path = None
 
     def _write(self, data: bytes) -> None:
+        # callers (flush, _finalise) return early when no file is open
+        assert self._file is not None
         try:
             self._file.write(data)
             self._file.flush()  # into the OS: a killed process loses nothing written
@@ -392,6 +398,8 @@ class RecordingWriter(_RecordMethods):
 
     def _sync(self) -> None:
         self._last_fsync = time.monotonic()
+        # callers (flush, _finalise) return early when no file is open
+        assert self._file is not None
         try:
             os.fsync(self._file.fileno())
         except OSError as exc:
@@ -401,6 +409,8 @@ class RecordingWriter(_RecordMethods):
         """Stop for good: close the file as it is (readable up to its last complete
         block) and remember why, so every later call says the same."""
         self.error = _write_error(self._path, exc)  # raised, not logged: the caller tells
+        # only _write and _sync call this, on a failed operation on the open file
+        assert self._file is not None
         try:
             self._file.close()
         except OSError:
@@ -540,6 +550,7 @@ class RecorderSink(_RecordMethods):
 
     def _close_hole(self) -> None:
         """Put the open hole into the stream as a `loss` record, where it happened."""
+        assert self._hole is not None  # both callers check that a hole is open
         count, first, last = self._hole
         self._hole = None
         self.holes += 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +43,11 @@ async def source_url(args: argparse.Namespace, symbols: list[str]) -> AsyncItera
         await sim.stop()
 
 
-def run_loop(main: Callable[[], Awaitable[int]]) -> int:
+def run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run on uvloop when installed; Ctrl-C ends the main coroutine cleanly (exit 130)."""
+    # uvloop.run and asyncio.run differ in their keyword arguments; only the coroutine
+    # is passed here, which both take
+    runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop
 

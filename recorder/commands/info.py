@@ -44,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
             state = f"finalised ({(s.footer or {}).get('finalised_by', 'footer')})"
         else:
             state = f"NOT finalised, truncated: {s.problem or 'no footer'}"
-        span = (s.last_ns - s.first_ns) / 1e9 if s.blocks else 0.0
+        # first_ns/last_ns are None exactly when the file has no blocks
+        if s.first_ns is not None and s.last_ns is not None:
+            span = (s.last_ns - s.first_ns) / 1e9
+        else:
+            span = 0.0
         header = s.header or {}
         frames = s.kinds.get("frame", 0)
         print(f"{path}")
