@@ -524,8 +524,8 @@ class BookSync:
     def _snapshot(self, state: _Book, data: dict[str, Any], arrival_ns: int) -> Sequence[Event]:
         stats = state.stats
         seq = data["seqNum"]
-        if type(seq) is not int:
-            raise FrameError(f"snapshot seqNum must be an integer, got {str(seq)[:40]!r}")
+        if type(seq) is not int or seq < 0:  # BTSE's are positive; -1 means "none" here
+            raise FrameError(f"snapshot seqNum must be an integer >= 0, got {str(seq)[:40]!r}")
         stats.snapshots += 1
         book = state.book
         if state.status is _SYNCED and seq < state.last_seq:

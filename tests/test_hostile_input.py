@@ -234,3 +234,11 @@ def test_sizes_either_build_refuses(size):
     frame["data"]["bids"][0][1] = size
     events = sync.feed(2, orjson.dumps(frame))
     assert of(events, BadFrame) and sync.book(T) is None
+
+
+def test_a_snapshot_with_a_negative_seqnum_is_a_bad_frame():
+    sync = BookSync()
+    sync.subscribe([T], 0)
+    events = sync.feed(1, snapshot(-5, BIDS, ASKS))
+    assert of(events, BadFrame) and sync.book(T) is None and sync.last_seq(T) is None
+    never_silent(sync)
