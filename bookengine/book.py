@@ -51,6 +51,7 @@ _POW10 = [10**i for i in range(2 * _MAX_DECIMALS + 2)]
 _MAX_KEY = 2**63 - 1  # keys are int64 in the C accelerator, so everywhere
 
 Levels = list[tuple[float, float]]  # (price, size), best first
+TopKeys = tuple[float, float | None, float, float | None]  # see OrderBook.top_keys
 # One side: integer price key -> size. Keys are ints; typed float because a side's best
 # key is -inf/inf when it is empty, and an int is a float to the type checker.
 Side = dict[float, float]
@@ -301,16 +302,24 @@ class OrderBook:
         except (TypeError, ValueError) as exc:
             raise _level_error(exc) from None
 
-    def apply_scanned(self, scanner: _fastbook.Scanner) -> bool:
-        """Apply the delta the C scanner just read (BookSync's fast path). False, with
-        nothing changed, if it needs the general path (a finer price: a rescale)."""
+    def apply_scanned(self, scanner: _fastbook.Scanner) -> TopKeys | None:
+        """Apply the delta the C scanner just read (BookSync's fast path) and return
+        `top_keys()`; None, with nothing changed, if it needs the general path (a finer
+        price: a rescale). One call per delta does both: a call costs ~0.05 us."""
         bests = scanner.apply(
             self._bids, self._asks, self._best_bid, self._best_ask, self._decimals
         )
         if bests is None:
-            return False
-        self._best_bid, self._best_ask = bests
-        return True
+            return None
+        bid, ask = self._best_bid, self._best_ask = bests
+        return (bid, self._bids.get(bid), ask, self._asks.get(ask))
+
+    def top_keys(self) -> TopKeys:
+        """(best bid key, its size, best ask key, its size): keys are exact integers
+        (-inf/inf and None for an empty side), cheap to compare for "did the top change";
+        `price_of(key)` turns a key into its price."""
+        bid, ask = self._best_bid, self._best_ask
+        return (bid, self._bids.get(bid), ask, self._asks.get(ask))
 
     def _rescale(self, decimals: int) -> None:
         if decimals > _MAX_DECIMALS:

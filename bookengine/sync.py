@@ -69,7 +69,7 @@ import orjson
 
 from bookengine import book as _book_module
 from bookengine import naming
-from bookengine.book import OrderBook, size_value, to_number
+from bookengine.book import OrderBook, TopKeys, size_value, to_number
 from bookengine.errors import (
     ArgumentError,
     BookEngineError,
@@ -100,7 +100,6 @@ _NO_EVENTS: tuple[Event, ...] = ()
 _SYNCED = SyncStatus.SYNCED
 _SAMPLE = 200  # bytes of a bad frame kept in its event
 _MAX_ROUTES = 10_000  # (topic spelling, data.symbol) pairs remembered
-_TopKeys = tuple[float, float | None, float, float | None]  # best keys (±inf: empty), sizes
 STRICT = False  # re-raise internal errors from feed() instead of reporting a BadFrame
 
 _S = SyncStatus
@@ -245,7 +244,7 @@ class _Book:
         self.book = OrderBook(topic.symbol)
         self.status = SyncStatus.WAITING
         self.last_seq = -1  # seq of the last snapshot/delta applied; -1: none
-        self.top: _TopKeys | L1Quote | None = None
+        self.top: TopKeys | L1Quote | None = None
         self.stats = TopicStats()
         self.failures = 0  # failed recoveries in a row
         self.synced_ns: int | None = None  # since when synced
@@ -432,9 +431,10 @@ class BookSync:
                         and state.status is _SYNCED
                         and prev == state.last_seq
                         and state.symbol == symbol
-                        and state.book.apply_scanned(scanner)
                     ):
-                        return self._delta_applied(state, arrival_ns, timestamp, seq)
+                        top = state.book.apply_scanned(scanner)
+                        if top is not None:
+                            return self._delta_applied(state, arrival_ns, timestamp, seq, top)
             try:
                 msg = _loads(raw)
             except orjson.JSONDecodeError as exc:
@@ -475,24 +475,21 @@ class BookSync:
     def _apply_delta(
         self, state: _Book, data: dict[str, Any], arrival_ns: int, seq: int
     ) -> Sequence[Event]:
-        state.book.apply_delta(data["bids"], data["asks"])
-        return self._delta_applied(state, arrival_ns, _timestamp(data), seq)
+        book = state.book
+        book.apply_delta(data["bids"], data["asks"])
+        return self._delta_applied(state, arrival_ns, _timestamp(data), seq, book.top_keys())
 
     def _delta_applied(
-        self, state: _Book, arrival_ns: int, timestamp: int | None, seq: int
+        self, state: _Book, arrival_ns: int, timestamp: int | None, seq: int, top: TopKeys
     ) -> Sequence[Event]:
-        """The events of an in-sequence delta just applied to a synced book."""
+        """The events of an in-sequence delta just applied to a synced book (`top`: the
+        book's `top_keys()` after it)."""
         book = state.book
         state.stats.deltas += 1  # counted once applied: a frame that raised is a bad frame
         state.last_seq = book.seq = seq
         book.exchange_ms = timestamp
-        # BookSync reads the book's best keys directly (a method call per delta costs
-        # more than the rest of this function); only OrderBook's methods write them.
-        bid = book._best_bid
-        ask = book._best_ask
-        if bid >= ask:
+        if top[0] >= top[2]:
             return self._crossed(state, arrival_ns, seq)
-        top = (bid, book._bids.get(bid), ask, book._asks.get(ask))
         if top == state.top:
             if self._book_updates:
                 return [BookUpdate(arrival_ns, timestamp, state.symbol, state.grouping, seq, book)]
@@ -555,12 +552,7 @@ class BookSync:
             state.synced_ns = arrival_ns
             state.synced_deltas = stats.deltas
             self._set_status(state, _SYNCED, Reason.SNAPSHOT, arrival_ns, events, f"seqNum {seq}")
-        top = (
-            book._best_bid,
-            book._bids.get(book._best_bid),
-            book._best_ask,
-            book._asks.get(book._best_ask),
-        )
+        top = book.top_keys()
         if top != state.top:
             state.top = top
             stats.top_changes += 1
@@ -805,7 +797,7 @@ def _l1_level(levels: list[Any]) -> tuple[float | None, float | None]:
 
 
 def _top_of_book(
-    state: _Book, arrival_ns: int, timestamp: int | None, seq: int, top: _TopKeys
+    state: _Book, arrival_ns: int, timestamp: int | None, seq: int, top: TopKeys
 ) -> TopOfBook:
     """The one place a TopOfBook is built: `top` is (bid key, size, ask key, size)."""
     scale = state.book._scale
@@ -825,7 +817,7 @@ def _top_of_book(
     )
 
 
-def _rescaled(top: _TopKeys, old: int, new: int) -> _TopKeys:
+def _rescaled(top: TopKeys, old: int, new: int) -> TopKeys:
     """A top-of-book of integer keys at scale `old`, at scale `new` (a key that has no
     exact equivalent becomes NaN: it equals no key)."""
     bid, bid_size, ask, ask_size = top
