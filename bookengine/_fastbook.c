@@ -527,6 +527,7 @@ typedef struct {
 } RawLevels;
 
 #define STRING_CACHE 64 /* direct-mapped: topic and symbol strings repeat */
+#define CACHED_STRING_MAX 80 /* longer topic/symbol texts are decoded, never cached */
 
 typedef struct {
     PyObject_HEAD
@@ -663,7 +664,7 @@ cached_string(Scanner *self, int table, const char *s, Py_ssize_t lo, Py_ssize_t
         memcmp(PyUnicode_DATA(*slot), s + lo, hi - lo) == 0)
         return Py_NewRef(*slot);
     PyObject *text = PyUnicode_DecodeASCII(s + lo, hi - lo, NULL);
-    if (text != NULL)
+    if (text != NULL && hi - lo <= CACHED_STRING_MAX) /* a hostile megabyte is not kept */
         Py_XSETREF(*slot, Py_NewRef(text));
     return text;
 }

@@ -47,6 +47,7 @@ _DECIMAL_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?\Z")
 _MAX_DIGITS = 15  # DBL_DIG: decimals of <= 15 significant digits survive a float exactly
 _MAX_DECIMALS = 22
 _CACHE_MAX = 100_000  # distinct price strings remembered by the Python path
+_CACHED_TEXT = 32  # longer price/size texts are parsed each time, never kept
 _POW10 = [10**i for i in range(2 * _MAX_DECIMALS + 2)]
 _MAX_KEY = 2**63 - 1  # keys are int64 in the C accelerator, so everywhere
 
@@ -87,7 +88,7 @@ def price_parts(text: object) -> tuple[int, int]:
     if not significant:
         exp10 = 0
     parts = (int(significant or "0"), exp10)
-    if isinstance(text, str):
+    if isinstance(text, str) and len(text) <= _CACHED_TEXT:
         if len(_parts_cache) >= _CACHE_MAX:
             _parts_cache.clear()
         _parts_cache[text] = parts
@@ -119,9 +120,10 @@ def size_value(size: object) -> float:
         value = float(size)
         if value == inf or (value == 0.0 and size.strip("0.")):
             raise LevelError(f"size out of a float's range: {size[:40]!r}")
-        if len(_size_cache) >= _CACHE_MAX:
-            _size_cache.clear()
-        _size_cache[size] = value
+        if len(size) <= _CACHED_TEXT:
+            if len(_size_cache) >= _CACHE_MAX:
+                _size_cache.clear()
+            _size_cache[size] = value
         return value
     if type(size) is int or type(size) is float:
         try:

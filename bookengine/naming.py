@@ -36,6 +36,7 @@ _DATED_RE = re.compile(r"-\d{6}\Z")
 _LEGACY_PERP_RE = re.compile(r"([A-Z0-9]+)PFC\Z")
 _LEGACY_DATED_RE = re.compile(r"[A-Z0-9]+[FGHJKMNQUVXZ]\d{2}\Z")
 _API_SUFFIX = "-USDT"
+MAX_SYMBOL_LENGTH = 40  # BTSE's longest names are ~20 characters
 
 
 class Names(NamedTuple):
@@ -51,6 +52,8 @@ def canonical(symbol: str) -> str:
     """The socket name of any spelling; `TopicError` (naming the right form) if none."""
     if not isinstance(symbol, str):
         raise TopicError(f"a symbol must be a string, got {type(symbol).__name__}")
+    if len(symbol) > MAX_SYMBOL_LENGTH:  # refused before the cache sees it
+        raise TopicError(f"a symbol of {len(symbol)} characters: at most {MAX_SYMBOL_LENGTH}")
     return _canonical(symbol)
 
 

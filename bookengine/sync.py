@@ -29,17 +29,21 @@ chain is a new chain. Only a snapshot that arrives while the book is synced and 
 than what the book already holds is stale.
 
 Recovery budget (`RecoveryPolicy`): the first failure resubscribes at once; each further
-failure in a row waits twice as long (0.25 s, 0.5 s, 1 s, ... jittered 0.5-1x, capped at
-60 s); after
-`report_after` failures in a row the book is reported `failing` (status event, counter)
-and retried once per `max_delay_s`, never faster, never abandoned. A book that stayed
-synced for `stable_s`, or applied `stable_deltas` deltas, starts with a fresh budget:
-the odd gap of a healthy book is always answered at once. A snapshot timeout (subscribed, acked,
-then silent: an out-of-range grouping) is a failure like any other.
+failure in a row waits twice as long (0.25 s, 0.5 s, 1 s, ... jittered 0.5-1x); from the
+`report_after`-th failure in a row the book is reported `failing` (one status event, a
+counter) and retried every 1x-1.5x `max_delay_s` (60 s): never faster, never abandoned.
+A book that stayed synced for `stable_s`, or applied `stable_deltas` deltas (not counting
+the one that broke it), starts with a fresh budget: the odd gap of a healthy book is
+always answered at once. A snapshot timeout (subscribed, acked, then silent: an
+out-of-range grouping) is a failure like any other. Errors 1007/1008 are about the
+socket and never reject the topic they name; any other error naming a subscribed topic
+does.
 
 While a book is not synced its deltas are counted and ignored and no top-of-book is
 published: only a new snapshot makes it valid again. L1 streams are `synced` from their
-first quote on; they have no sequence, so only a lost connection or a rejection ends that.
+first quote on (a first quote that never comes is a snapshot timeout, like a book's);
+they have no sequence, so only a lost connection or a rejection ends that (an L1 stream
+may stall for seconds while its book flows: that is not a failure).
 
 Every status change goes through one function (`_set_status`) and emits exactly one
 `StatusChanged`, so `status()` always equals the last event. What may cause what:
@@ -102,6 +106,7 @@ _SAMPLE = 200  # bytes of a bad frame kept in its event
 _MAX_ROUTES = 10_000  # (topic spelling, data.symbol) pairs remembered
 STRICT = False  # re-raise internal errors from feed() instead of reporting a BadFrame
 
+_CONNECTION_ERRORS = (1007, 1008)  # about the socket, not the topic they may name
 _S = SyncStatus
 _ANY = frozenset(SyncStatus)
 _FAILED = frozenset({_S.OUT_OF_SYNC, _S.FAILING})
@@ -145,17 +150,17 @@ class RecoveryPolicy:
             )
 
     def delay_ns(self, failures: int, key: str) -> int:
-        """The wait before resubscribing after `failures` failures in a row. Jittered
-        (0.5x-1x) by a hash of the key, so many failing books spread out, and the same
-        inputs always give the same waits (replay, tests)."""
+        """The wait before resubscribing after `failures` failures in a row: doubling,
+        jittered 0.5x-1x by a hash of the key (so many failing books spread out, and the
+        same inputs always give the same waits: replay, tests); once failing, 1x-1.5x
+        `max_delay_s`, never less."""
         if failures <= 1:
             return 0
-        if failures > self.report_after:
-            base = self.max_delay_s
-        else:
-            base = min(self.max_delay_s, self.first_delay_s * 2 ** (failures - 2))
-        jitter = 0.5 + (zlib.crc32(f"{key}#{failures}".encode()) % 1000) / 2000
-        return int(base * jitter * 1e9)
+        spread = (zlib.crc32(f"{key}#{failures}".encode()) % 1000) / 2000  # 0 .. 0.5
+        if failures >= self.report_after:  # failing: never faster than max_delay_s
+            return int(self.max_delay_s * (1 + spread) * 1e9)
+        base = min(self.max_delay_s, self.first_delay_s * 2 ** (failures - 2))
+        return int(base * (0.5 + spread) * 1e9)
 
 
 @dataclass(slots=True)
@@ -309,8 +314,7 @@ class BookSync:
             state.topic = text
             self._subscribed[topic.key] = state
             self._retries.pop(topic.key, None)
-            if not state.is_l1:
-                self._pending[topic.key] = now_ns
+            self._pending[topic.key] = now_ns  # a book's snapshot, an L1 stream's first quote
             state.book.clear()
             state.last_seq = -1
             self._set_status(state, SyncStatus.WAITING, Reason.SUBSCRIBED, now_ns, events)
@@ -331,6 +335,7 @@ class BookSync:
         Sequence history is forgotten too: a restarted server may start a new chain."""
         events: list[Event] = []
         for state in self._subscribed.values():
+            self._settle(state, now_ns)  # a book that was fine keeps a fresh budget
             state.book.clear()
             state.last_seq = -1
             state.synced_ns = None
@@ -430,6 +435,7 @@ class BookSync:
                         state is not None
                         and state.status is _SYNCED
                         and prev == state.last_seq
+                        and seq > prev
                         and state.symbol == symbol
                     ):
                         top = state.book.apply_scanned(scanner)
@@ -462,7 +468,8 @@ class BookSync:
                 # The hot path, inline (a call costs ~0.1 us): the next delta of a synced book.
                 if data["type"] == "delta" and state.status is _SYNCED:
                     seq = data["seqNum"]
-                    if data["prevSeqNum"] == state.last_seq and type(seq) is int:
+                    prev = data["prevSeqNum"]
+                    if prev == state.last_seq and type(seq) is int and seq > prev:
                         return self._apply_delta(state, data, arrival_ns, seq)
                 return self._book_frame(state, data, arrival_ns)
             except (KeyError, IndexError, TypeError, ValueError, BookEngineError) as exc:
@@ -476,7 +483,10 @@ class BookSync:
         self, state: _Book, data: dict[str, Any], arrival_ns: int, seq: int
     ) -> Sequence[Event]:
         book = state.book
+        scale = book._scale
         book.apply_delta(data["bids"], data["asks"])
+        if book._scale != scale:  # finer prices rescaled the keys: compare like with like
+            self._rescale_top(state, scale)
         return self._delta_applied(state, arrival_ns, _timestamp(data), seq, book.top_keys())
 
     def _delta_applied(
@@ -489,7 +499,7 @@ class BookSync:
         state.last_seq = book.seq = seq
         book.exchange_ms = timestamp
         if top[0] >= top[2]:
-            return self._crossed(state, arrival_ns, seq)
+            return self._crossed(state, arrival_ns, seq, by_delta=True)
         if top == state.top:
             if self._book_updates:
                 return [BookUpdate(arrival_ns, timestamp, state.symbol, state.grouping, seq, book)]
@@ -537,9 +547,8 @@ class BookSync:
             )
         scale = book._scale
         book.apply_snapshot(data["bids"], data["asks"])
-        top_before = state.top
-        if book._scale != scale and top_before is not None and not isinstance(top_before, L1Quote):
-            state.top = _rescaled(top_before, scale, book._scale)  # compare like with like
+        if book._scale != scale:
+            self._rescale_top(state, scale)  # compare like with like
         timestamp = _timestamp(data)
         state.last_seq = book.seq = seq
         book.exchange_ms = timestamp
@@ -584,6 +593,8 @@ class BookSync:
         state.top = quote
         events: list[Event] = []
         if state.status is not _SYNCED:
+            self._pending.pop(state.key, None)
+            self._retries.pop(state.key, None)
             self._set_status(state, _SYNCED, Reason.SNAPSHOT, arrival_ns, events, "first quote")
         events.append(quote)
         return events
@@ -640,7 +651,7 @@ class BookSync:
         self.stats.error_frames += 1
         events: list[Event] = [ExchangeErrors(arrival_ns, tuple(message.errors))]
         for error in message.errors:
-            if error.arg is None:
+            if error.arg is None or error.code in _CONNECTION_ERRORS:
                 continue
             try:
                 key = Topic.parse(error.arg).key
@@ -661,6 +672,7 @@ class BookSync:
         self._retries.pop(key, None)
         self._routes.clear()  # rare: cheaper to relearn than to find every alias
         self._routes_by_pair.clear()
+        self.pending_actions = [a for a in self.pending_actions if a.topic != state.topic]
         state.book.clear()
         state.last_seq = -1
         state.failures = 0
@@ -673,13 +685,15 @@ class BookSync:
             detail = f"expected prevSeqNum {state.last_seq}, got {str(prev)[:40]} (seqNum {seq})"
         else:
             detail = f"stale or duplicate delta: seqNum {str(seq)[:40]} after {state.last_seq}"
-        return self._out_of_sync(state, arrival_ns, Reason.GAP, detail)
+        return self._out_of_sync(state, arrival_ns, Reason.GAP, detail, failed_delta=True)
 
-    def _crossed(self, state: _Book, arrival_ns: int, seq: int) -> Sequence[Event]:
+    def _crossed(
+        self, state: _Book, arrival_ns: int, seq: int, by_delta: bool = False
+    ) -> Sequence[Event]:
         state.stats.crossed += 1
         bid, _, ask, _ = state.book.top
         detail = f"best bid {bid!r} >= best ask {ask!r} at seqNum {seq}"
-        return self._out_of_sync(state, arrival_ns, Reason.CROSSED, detail)
+        return self._out_of_sync(state, arrival_ns, Reason.CROSSED, detail, by_delta)
 
     def _bad_book_frame(
         self, state: _Book, data: dict[str, Any], arrival_ns: int, raw: bytes | str, exc: Exception
@@ -693,16 +707,33 @@ class BookSync:
             events.extend(self._out_of_sync(state, arrival_ns, Reason.BAD_FRAME, reason))
         return events
 
+    def _rescale_top(self, state: _Book, old_scale: int) -> None:
+        """The book's keys changed scale: bring the last published top to the new one."""
+        top = state.top
+        if top is not None and not isinstance(top, L1Quote):
+            state.top = _rescaled(top, old_scale, state.book._scale)
+
+    def _settle(self, state: _Book, now_ns: int, failed_delta: bool = False) -> None:
+        """A synced book that stayed synced `stable_s`, or applied `stable_deltas` deltas
+        (not counting `failed_delta`, the one that just broke it), starts a fresh budget."""
+        policy = self.recovery
+        if state.synced_ns is None:
+            return
+        applied = state.stats.deltas - state.synced_deltas - failed_delta
+        if now_ns - state.synced_ns >= policy.stable_s * 1e9 or applied >= policy.stable_deltas:
+            state.failures = 0
+
     def _out_of_sync(
-        self, state: _Book, arrival_ns: int, reason: Reason, detail: str
+        self,
+        state: _Book,
+        arrival_ns: int,
+        reason: Reason,
+        detail: str,
+        failed_delta: bool = False,
     ) -> list[Event]:
         """The book is invalid: report it and resubscribe within the recovery budget."""
         policy = self.recovery
-        if state.synced_ns is not None and (
-            arrival_ns - state.synced_ns >= policy.stable_s * 1e9
-            or state.stats.deltas - state.synced_deltas >= policy.stable_deltas
-        ):
-            state.failures = 0  # it had been fine for a while: a fresh budget
+        self._settle(state, arrival_ns, failed_delta)
         state.failures += 1
         state.synced_ns = None
         state.book.clear()

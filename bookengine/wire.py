@@ -39,6 +39,7 @@ ENDPOINTS = {
     ("testnet", "futures"): "wss://testws.btse.io" + FUTURES_PATH,
 }
 
+_MAX_TOPIC_LENGTH = 80  # `snapshotL1:` + a symbol + `_G`; longer ones are never parsed
 _GROUPING_RE = re.compile(r"_(\d{1,2})\Z")  # a trailing `_G`; symbols never end so
 
 
@@ -88,7 +89,9 @@ class Topic:
     def parse(cls, text: str) -> Topic:
         """Parse any spelling of a topic (symbols fold to their socket names; `_9` is legal
         syntax that the server acknowledges and then never serves)."""
-        return _parse_topic(text) if isinstance(text, str) else _not_a_topic(text)
+        if not isinstance(text, str) or len(text) > _MAX_TOPIC_LENGTH:
+            return _not_a_topic(text[:60] if isinstance(text, str) else text)
+        return _parse_topic(text)
 
 
 def _not_a_topic(text: object) -> Topic:

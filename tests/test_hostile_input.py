@@ -205,7 +205,7 @@ def test_a_failing_book_is_retried_at_the_documented_pace_forever():
     assert sync.status("BTC-PERP", 9) is SyncStatus.FAILING
     gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
     assert len(sent) > 100  # never abandoned
-    assert min(gaps[3:]) >= 1 + 1  # timeout (1 s) + at least half of max_delay_s
+    assert min(gaps[3:]) >= 1 + 2  # the timeout (1 s) + never less than max_delay_s
     never_silent(sync)
 
 
@@ -242,3 +242,92 @@ def test_a_snapshot_with_a_negative_seqnum_is_a_bad_frame():
     events = sync.feed(1, snapshot(-5, BIDS, ASKS))
     assert of(events, BadFrame) and sync.book(T) is None and sync.last_seq(T) is None
     never_silent(sync)
+
+
+def test_a_book_that_was_fine_keeps_a_fresh_budget_across_a_reconnect():
+    policy = RecoveryPolicy(report_after=5, stable_s=30)
+    sync = synced(recovery=policy)
+    for i in range(4):  # four quick failures
+        sync.feed(2 + i, snapshot(20 + i, BIDS, ASKS))
+        sync.feed(2 + i, delta(99, prev=98))
+    sync.feed(10, snapshot(50, BIDS, ASKS))
+    for seq in range(51, 60):  # then fine for long
+        sync.feed(11, delta(seq))
+    sync.connection_lost(3600 * SEC)
+    sync.subscribe([T], 3600 * SEC)
+    sync.take_actions()
+    sync.feed(3601 * SEC, snapshot(70, BIDS, ASKS))
+    sync.feed(3601 * SEC, delta(99, prev=98))  # one late problem after the reconnect
+    assert sync.status(T) is SyncStatus.OUT_OF_SYNC and sync.take_actions()  # at once
+
+
+def test_the_delta_that_breaks_a_book_does_not_count_towards_its_fresh_budget():
+    policy = RecoveryPolicy(stable_deltas=3, report_after=4)
+    sync = synced(recovery=policy)
+    seq = 10
+    for _ in range(6):  # snapshot, two good deltas, a gap: never 3 applied
+        seq += 10
+        sync.feed(1, snapshot(seq, BIDS, ASKS))
+        sync.feed(1, delta(seq + 1))
+        sync.feed(1, delta(seq + 2))
+        sync.feed(1, delta(seq + 9, prev=seq + 8))
+    assert sync.status(T) is SyncStatus.FAILING
+
+
+def test_a_finer_price_in_a_delta_keeps_the_top_comparison_honest():
+    sync = BookSync()
+    sync.subscribe([T], 0)
+    sync.feed(1, snapshot(1, [["100", "1"]], [["101", "1"]]))
+    assert sync.feed(2, delta(2, [["50.5", "1"]])) == ()  # the top did not change
+    (top,) = sync.feed(3, delta(3, [["100.25", "2"]]))
+    assert top.bid_price == 100.25
+
+
+def test_an_l1_stream_never_served_times_out_and_is_retried():
+    sync = BookSync(snapshot_timeout_s=2)
+    sync.subscribe(["snapshotL1:BTC-PERP_9"], 0)
+    sync.check_timeouts(3 * SEC)
+    assert sync.status("snapshotL1:BTC-PERP_9") is SyncStatus.OUT_OF_SYNC
+    assert sync.take_actions() == [Resubscribe("snapshotL1:BTC-PERP_9", Reason.SNAPSHOT_TIMEOUT)]
+
+
+def test_an_unsubscribe_takes_back_the_resubscribe_it_had_pending():
+    sync = synced()
+    sync.feed(2, delta(13, prev=12))  # gap: a resubscribe pending
+    sync.unsubscribe([T], 3)
+    assert sync.take_actions() == []
+
+
+def test_a_delta_whose_seqnum_does_not_advance_is_a_gap():
+    for seq in (-1, 10):
+        sync = synced()
+        frame = orjson.loads(delta(11, prev=10))
+        frame["data"]["seqNum"] = seq
+        sync.feed(2, orjson.dumps(frame))
+        assert sync.status(T) is SyncStatus.OUT_OF_SYNC and sync.last_seq(T) is None
+
+
+def test_socket_level_errors_never_reject_the_topic_they_name():
+    sync = synced()
+    raw = (
+        b'{"severity":"ERROR","errors":[{"arg":"update:BTC-PERP_0","error":{"code":1007,'
+        b'"message":"Outbound buffer is full"}}]}'
+    )
+    sync.feed(2, raw)
+    assert sync.status(T) is SyncStatus.SYNCED
+
+
+def test_huge_symbols_and_topics_are_refused_before_anything_is_cached():
+    import tracemalloc
+
+    sync = synced()
+    tracemalloc.start()
+    base, _ = tracemalloc.get_traced_memory()
+    for i in range(60):
+        huge = f"X{i}" + "A" * 1_000_000 + "-USD"
+        sync.feed(2, delta(11, symbol=huge))
+        sync.feed(2, delta(11, topic="update:" + huge + "_0"))
+    grown, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert grown - base < 8 * 2**20  # nothing kept: 120 MB went through
+    assert sync.status(T) is SyncStatus.SYNCED
