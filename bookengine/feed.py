@@ -268,9 +268,10 @@ class Feed:
     async def close(self) -> None:
         """Close every socket and stop; pending callbacks are delivered first, for at most
         `close_timeout` seconds (what is left then is counted in `stats().dropped`)."""
-        for conn in self._connections:
+        for conn in self._connections:  # first, so no connection opens a new session
             conn.stopping = True
-            await conn.close()
+        # every socket's close handshake at once (each waits at most its close_timeout)
+        await asyncio.gather(*(conn.close() for conn in self._connections))
         if self._tasks:
             dispatcher, *readers = self._tasks
             if readers:  # let them see their sockets close
@@ -278,13 +279,17 @@ class Feed:
             for task in readers:
                 task.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
+            for conn in self._connections:
+                conn.abort()  # whatever is still open (a handshake that raced the stop)
             self._close_deadline = time.monotonic() + self.close_timeout
             self._wake.set()
             self._closed.set()
-            done, _ = await asyncio.wait({dispatcher}, timeout=self.close_timeout + 0.5)
-            if not done:  # a callback that never returns
-                dispatcher.cancel()
-                await asyncio.gather(dispatcher, return_exceptions=True)
+            if dispatcher is not asyncio.current_task():  # close() from a callback: the
+                # dispatcher is this very task; it ends on its own once the callback returns
+                done, _ = await asyncio.wait({dispatcher}, timeout=self.close_timeout + 0.5)
+                if not done:  # a callback that never returns
+                    dispatcher.cancel()
+                    await asyncio.gather(dispatcher, return_exceptions=True)
             self._tasks = []
         for queue in self._iterators:
             queue.put_nowait(None)
@@ -573,6 +578,9 @@ class _Connection:
             except Exception as exc:  # refused, a redirect we cannot follow, TLS, DNS...
                 reason = f"connect failed: {type(exc).__name__}: {exc}"
             else:
+                if self.stopping:  # close() came while the handshake was under way
+                    await self.close()
+                    return
                 try:
                     reason = await self._session(self.ws)
                 except Exception as exc:  # a bug (ours or a tap's) must not end the feed
@@ -611,6 +619,7 @@ class _Connection:
     async def _session(self, ws: ClientConnection) -> str:
         """One socket's life: returns why it ended."""
         feed, tap = self.feed, self.feed.tap
+        self._last_rx = time.monotonic()  # the silence clock starts with this socket
         now = time.time_ns()
         if tap is not None:
             tap.on_open(self.id, now, self.url)
@@ -708,3 +717,9 @@ class _Connection:
         if ws is not None:
             with contextlib.suppress(Exception):
                 await ws.close()
+
+    def abort(self) -> None:
+        """Drop the socket without a handshake (after close() had its chance)."""
+        ws = self.ws
+        if ws is not None and ws.transport is not None and not ws.transport.is_closing():
+            ws.transport.abort()

@@ -3,6 +3,7 @@ loopback sockets to the simulator."""
 
 import asyncio
 import logging
+import time
 import tracemalloc
 
 import pytest
@@ -233,5 +234,59 @@ def test_close_is_bounded_even_behind_a_slow_error_callback():
             await asyncio.wait_for(feed.close(), 5)  # a hang guard, not a timing claim
             stats = feed.stats()
         assert stats.dropped > 0 and slow
+
+    run(body())
+
+
+def test_a_new_socket_gets_its_own_silence_clock_after_an_outage():
+    """After an outage longer than silence_timeout, the watchdog must time the new socket
+    from its own start, not from the last frame of the old one."""
+    from websockets.asyncio.server import serve
+
+    async def body():
+        lived: list[float] = []
+
+        async def quiet(ws):  # accepts, says nothing for a while, then hangs up
+            began = time.monotonic()
+            try:
+                await asyncio.wait_for(ws.wait_closed(), 1.5)
+            except TimeoutError:
+                pass
+            lived.append(time.monotonic() - began)
+
+        async with serve(quiet, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            options = {**FAST, "silence_timeout": 1.0, "ping_interval": 30.0}
+            feed = Feed(["BTC-PERP"], url=f"ws://127.0.0.1:{port}", **options)
+            feed._connections[0]._last_rx = time.monotonic() - 100  # a long outage ago
+            await feed.start()
+            for _ in range(300):
+                if lived:
+                    break
+                await asyncio.sleep(0.01)
+            await feed.close()
+        assert lived and lived[0] >= 0.9  # dropped for its own silence (1 s), not at once
+
+    run(body())
+
+
+def test_close_from_inside_a_callback_and_while_connecting():
+    async def body():
+        async with Simulator(symbols=["BTC-USD"], rate=100) as sim:
+            feed: Feed
+
+            async def on_top(event):
+                await feed.close()
+
+            feed = Feed(["BTC-USD"], url=sim.url, on_top=on_top, **FAST)
+            await asyncio.wait_for(feed.run_forever(), 10)  # close() ends it
+            assert feed._tasks == [] and feed.status("BTC-USD") is SyncStatus.SYNCED
+            # close() while the handshake is under way leaves no socket open
+            feed = Feed(["BTC-USD"], url=sim.url, **FAST)
+            await feed.start()
+            await asyncio.sleep(0)  # the connection task is inside connect()
+            await feed.close()
+            await asyncio.sleep(0.3)
+            assert sim.stats()["connections"] == 0
 
     run(body())
