@@ -97,6 +97,9 @@ class _Session:
     # records, format v2): replayed as they are; others are replayed by inference
     # (subscribe from SENT, connection lost from CLOSE, a 1 s timeout tick)
     calls_recorded: bool = False
+    connections: dict[int, list[str]] = field(default_factory=dict)  # header: conn -> topics
+    seek_subscribed: bool = False  # a seek subscribed them at the window's start
+    start_ns: int | None = None  # header: when the session began
 
 
 class Replay:
@@ -173,6 +176,8 @@ class Replay:
                 recovery=_recovery(header),
                 snapshot_timeout_s=timeout if isinstance(timeout, int | float) else None,
                 calls_recorded=(header or {}).get("calls") is True,
+                connections=_connections(header),
+                start_ns=_int((header or {}).get("start_ns")),
             )
         self._session = self._sessions[key]
 
@@ -227,6 +232,14 @@ class Replay:
             syncs, opened, next_timeouts = session.syncs, session.opened, session.next_timeouts
             by_calls = session.calls_recorded
             for kind, ns, conn, payload in records:
+                if read_from is not None and not session.seek_subscribed:
+                    # a seek into a session that began earlier starts after its subscribe:
+                    # make it here, as live had, so every stream (resyncing ones, L1) is
+                    # followed; a session that begins inside the window subscribes itself
+                    session.seek_subscribed = True
+                    if session.start_ns is not None and session.start_ns < read_from:
+                        for conn_id, topics in session.connections.items():
+                            self.sync(conn_id).subscribe(topics, ns)
                 stats.records += 1
                 warm = start is not None and ns < start
                 if kind == frame_kind:
@@ -371,6 +384,22 @@ def _topic(text: str) -> tuple[str, int | None] | None:
 # What a v2 session's CALL records already tell the core (OPEN/SENT/CLOSE are kept as
 # information only).
 _TOLD_BY_CALLS = (fmt.OPEN, fmt.SENT, fmt.CLOSE)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _connections(header: dict[str, Any] | None) -> dict[int, list[str]]:
+    """The header's conn id -> topics (record_session writes it; {} for older files)."""
+    raw = (header or {}).get("connections")
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[int, list[str]] = {}
+    for conn, topics in raw.items():
+        if str(conn).lstrip("-").isdigit() and isinstance(topics, list):
+            out[int(conn)] = [t for t in topics if isinstance(t, str)]
+    return out
 
 
 def _recovery(header: dict | None) -> RecoveryPolicy | None:

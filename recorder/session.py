@@ -15,6 +15,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -117,7 +118,15 @@ async def record_session(
     RecorderError (with the files kept) if the disk gives up."""
     options = dict(feed_options or {})
     # the live books' retry policy: replay needs it to report the same failing statuses
-    recovery = options.setdefault("recovery", RecoveryPolicy())
+    recovery = options["recovery"] = options.get("recovery") or RecoveryPolicy()
+    stats = SessionStats()
+
+    def on_error(event) -> None:  # noqa: ANN001
+        for error in getattr(event, "errors", ()):
+            stats.exchange_errors.append(f"{error.arg or ''} {error.code}: {error.message}".strip())
+
+    # made first (no I/O yet): the header lists which topics each connection carries
+    feed = Feed(topics, url=url, on_error=on_error, **options)
     metadata = {
         "symbols": topics,
         "url": url,
@@ -128,19 +137,16 @@ async def record_session(
         # the live BookSync's timeout: a replay of the recorded calls needs the same
         "snapshot_timeout_s": options.get("snapshot_timeout", 10.0),
         "calls": True,  # the Feed's calls into BookSync are recorded (CALL records)
+        # conn id -> the topics it subscribes: a replay that seeks past the subscribe
+        "connections": {str(conn): list(subs) for conn, _, subs in feed.connections},
     }
     writer = RecordingWriter(out_dir, metadata, rotate_s=rotate_s, max_bytes=max_bytes)
     sink = RecorderSink(writer)
     tap = RecorderTap(sink, on_event)
-    stats = SessionStats()
-
-    def on_error(event) -> None:  # noqa: ANN001
-        for error in getattr(event, "errors", ()):
-            stats.exchange_errors.append(f"{error.arg or ''} {error.code}: {error.message}".strip())
+    feed.tap = tap
 
     started = time.monotonic()
     failure: RecorderError | None = None
-    feed = Feed(topics, url=url, tap=tap, on_error=on_error, **options)
     try:
         async with feed:
             next_digest = time.monotonic() + digest_interval
@@ -204,8 +210,8 @@ def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:
             frame = {
                 "topic": topic,
                 "data": {
-                    "bids": [[repr(p), repr(s)] for p, s in book.bids()],
-                    "asks": [[repr(p), repr(s)] for p, s in reversed(book.asks())],
+                    "bids": [[_plain(p), _plain(s)] for p, s in book.bids()],
+                    "asks": [[_plain(p), _plain(s)] for p, s in reversed(book.asks())],
                     "seqNum": seq,
                     "prevSeqNum": seq - 1,
                     "type": "snapshot",
@@ -216,6 +222,16 @@ def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:
             sink.write_checkpoint(conn_id, now, orjson.dumps(frame))
             written = True
     return written
+
+
+def _plain(number: float) -> str:
+    """A price or size as BTSE spells it: a plain decimal, never `5e-05` (which the book
+    refuses). `repr` gives the shortest exact spelling; Decimal expands its exponent."""
+    text = repr(number)
+    if "e" not in text:
+        return text
+    plain = format(Decimal(text), "f")
+    return plain if "." in plain else plain + ".0"  # "1e16": zeros after a point say nothing
 
 
 def _split(topic: str) -> tuple[str, int | None]:

@@ -16,7 +16,11 @@ pytestmark = pytest.mark.integration
 KEPT = (TopOfBook, StatusChanged, L1Quote)
 
 
-def test_a_recording_with_timeouts_and_reconnects_replays_to_identical_events(tmp_path):
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """4 s with disconnects, drops, bad snapshots, a never-served book and an L1 stream;
+    returns (directory, the live events, the faults injected)."""
+    tmp_path = tmp_path_factory.mktemp("calls")
     live: list = []
 
     def capture(conn_id, event):
@@ -39,6 +43,11 @@ def test_a_recording_with_timeouts_and_reconnects_replays_to_identical_events(tm
             return sim.stats()["injected"]
 
     injected = run(body(), timeout=30)
+    return tmp_path, live, injected
+
+
+def test_a_recording_with_timeouts_and_reconnects_replays_to_identical_events(recorded):
+    tmp_path, live, injected = recorded
     reasons = {e.reason for e in live if type(e) is StatusChanged}
     # the run really had timeouts (the never-served _9), lost connections and bad frames
     assert Reason.SNAPSHOT_TIMEOUT in reasons and Reason.CONNECTION_LOST in reasons
@@ -67,3 +76,21 @@ def test_files_without_calls_still_replay_by_inference(tmp_path):
     events = list(replay.events())
     assert events[0].status == "waiting_for_snapshot" and events[1].status == "synced"
     assert replay.book("BTC-PERP") is not None and replay.stats.frames == 51
+
+
+def test_a_seek_follows_every_stream_even_those_without_a_checkpoint(recorded):
+    tmp_path, live, _ = recorded
+    quotes = [e for e in live if type(e) is L1Quote]
+    start = quotes[len(quotes) // 2].arrival_ns
+    replayed = [e for e in Replay([tmp_path], start_ns=start).events() if type(e) is L1Quote]
+    expected = [q for q in quotes if q.arrival_ns >= start]
+    assert expected and replayed == expected  # the L1 stream has no checkpoints
+
+
+def test_checkpoints_spell_numbers_as_btse_does():
+    from bookengine.book import price_parts, size_value
+    from recorder.session import _plain
+
+    for number, text in [(5e-05, "0.00005"), (1e16, "10000000000000000.0"), (86626.5, "86626.5")]:
+        assert _plain(number) == text
+        assert size_value(text) == number and price_parts(text)
