@@ -10,7 +10,7 @@ of its frames); every other spelling folds onto it:
     user spelling        socket name    why
     btc-usd              BTC-USD        input is case-insensitive; BTSE's names are upper-case
     BTC-PERP-USDT        BTC-PERP       the markets API's `symbol` of a perpetual (ccxt's id)
-    BTCPFC               BTC-PERP       legacy perpetual name (before the 2022-23 migration)
+    BTCPFC, BTCPFC-USD   BTC-PERP       legacy perpetual names (before the 2022-23 migration)
     BTC-260925-USDT      BTC-260925     the markets API's name of a dated future
     K_PEIPEI-USDT        K_PEIPEI-USDT  spot with a K_/M_/B_ prefix: the prefix is the name
     1KFLOKI-PERP         1KFLOKI-PERP   thousand-unit contract: an ordinary name
@@ -33,7 +33,8 @@ Market = Literal["spot", "futures"]
 # BASE-QUOTE, BASE-PERP, BASE-YYMMDD, with an optional `K_`-style prefix on the base.
 _NAME_RE = re.compile(r"[A-Z0-9]+(?:_[A-Z0-9]+)?(?:-[A-Z0-9]+)+\Z")
 _DATED_RE = re.compile(r"-\d{6}\Z")
-_LEGACY_PERP_RE = re.compile(r"([A-Z0-9]+)PFC\Z")
+_LEGACY_PERP_RE = re.compile(r"([A-Z0-9]+)PFC(?:-USD)?\Z")  # BTCPFC; BTCPFC-USD (2021 docs)
+_LEGACY_BASE_RE = re.compile(r"[A-Z][A-Z0-9]*\Z")  # bases that had a PFC name
 _LEGACY_DATED_RE = re.compile(r"[A-Z0-9]+[FGHJKMNQUVXZ]\d{2}\Z")
 _API_SUFFIX = "-USDT"
 MAX_SYMBOL_LENGTH = 40  # BTSE's longest names are ~20 characters
@@ -101,7 +102,8 @@ def names(symbol: str) -> Names:
         api = socket + _API_SUFFIX
     else:
         api = socket
-    legacy = socket[: -len("-PERP")] + "PFC" if socket.endswith("-PERP") else None
+    base = socket[: -len("-PERP")] if socket.endswith("-PERP") else ""
+    legacy = base + "PFC" if _LEGACY_BASE_RE.match(base) else None
     return Names(socket, api, legacy, kind)
 
 
