@@ -142,6 +142,39 @@ class L1Quote(NamedTuple):
     topic: str = ""
 
 
+class Trade(NamedTuple):
+    """One public trade, in exchange order, never twice (`TradeSync`). Futures sizes are
+    contracts, spot sizes base coin, as on the wire; `side` is the taker's."""
+
+    arrival_ns: int
+    exchange_ms: int
+    symbol: str
+    price: float
+    size: float
+    side: str  # "BUY" | "SELL"
+    trade_id: int
+    batch: bool  # came in the batch of recent trades sent right after a (re)subscribe
+
+    @property
+    def topic(self) -> str:
+        return f"trades:{self.symbol}"
+
+
+class TradeGap(NamedTuple):
+    """Trades may be missing: the batch after a reconnect does not reach back to the
+    last trade seen (`last_trade_id`); the first new one is `first_trade_id`."""
+
+    arrival_ns: int
+    symbol: str
+    last_trade_id: int
+    first_trade_id: int
+    detail: str = ""
+
+    @property
+    def topic(self) -> str:
+        return f"trades:{self.symbol}"
+
+
 Event = (
     TopOfBook
     | BookUpdate
@@ -152,4 +185,6 @@ Event = (
     | BadFrame
     | Pong
     | L1Quote
+    | Trade
+    | TradeGap
 )

@@ -180,10 +180,14 @@ class TopicStats:
     failing: int = 0  # times the book was reported failing
     top_changes: int = 0
     l1: int = 0
+    trade_frames: int = 0  # trade streams (TradeSync)
+    trades: int = 0  # trades published
+    duplicate_trades: int = 0  # seen before (the post-subscribe batch, a reconnect)
+    trade_gaps: int = 0  # batches that did not reach back to the last trade seen
 
     @property
     def frames(self) -> int:
-        return self.snapshots + self.deltas + self.l1 + self.bad_frames
+        return self.snapshots + self.deltas + self.l1 + self.trade_frames + self.bad_frames
 
 
 @dataclass
@@ -307,6 +311,8 @@ class BookSync:
         events: list[Event] = []
         for text in _topic_list(topics):
             topic = Topic.parse(text)
+            if topic.kind == "trades":
+                raise ArgumentError(f"{text}: trades are TradeSync's (bookengine.trades)")
             state = self._books.get(topic.key)
             if state is None:
                 state = self._books[topic.key] = _Book(topic, text)

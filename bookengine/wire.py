@@ -32,6 +32,16 @@ ERROR_CODES = {
 
 SPOT_PATH = "/ws/oss/spot"
 FUTURES_PATH = "/ws/oss/futures"
+# The main endpoints: public trades (and private topics); book topics are not served there.
+MAIN_SPOT_PATH = "/ws/spot"
+MAIN_FUTURES_PATH = "/ws/futures"
+PATHS = {
+    ("oss", "spot"): SPOT_PATH,
+    ("oss", "futures"): FUTURES_PATH,
+    ("main", "spot"): MAIN_SPOT_PATH,
+    ("main", "futures"): MAIN_FUTURES_PATH,
+}
+HOSTS = {"production": "wss://ws.btse.com", "testnet": "wss://testws.btse.io"}
 ENDPOINTS = {
     ("production", "spot"): "wss://ws.btse.com" + SPOT_PATH,
     ("production", "futures"): "wss://ws.btse.com" + FUTURES_PATH,
@@ -39,6 +49,8 @@ ENDPOINTS = {
     ("testnet", "futures"): "wss://testws.btse.io" + FUTURES_PATH,
 }
 
+# every spelling of the public trade topic; `trades:SYM` is this project's shorthand
+TRADE_TOPIC_KINDS = ("trades", "tradeHistoryApi", "tradeHistoryApiV2", "tradeHistoryApiV3")
 _MAX_TOPIC_LENGTH = 80  # `snapshotL1:` + a symbol + `_G`; longer ones are never parsed
 _GROUPING_RE = re.compile(r"_(\d{1,2})\Z")  # a trailing `_G`; symbols never end so
 
@@ -55,7 +67,7 @@ class Topic:
     `snapshotL1:SYM_0`; `key` is the same for both, and BookSync keeps one state per key.
     """
 
-    kind: str  # "update" or "snapshotL1"
+    kind: str  # "update", "snapshotL1" or "trades"
     symbol: str
     grouping: int | None = 0
 
@@ -67,8 +79,17 @@ class Topic:
     @property
     def wire(self) -> str:
         """The spelling to send: the socket name, and `_0` on an unsuffixed book topic
-        (the form documented on both endpoints; the stream is the same)."""
+        (the form documented on both endpoints; the stream is the same); public trades
+        as each main endpoint names them (`tradeHistoryApi:` spot, `...V3:` futures)."""
+        if self.kind == "trades":
+            version = "V3" if naming.market(self.symbol) == "futures" else ""
+            return f"tradeHistoryApi{version}:{self.symbol}"
         return self.key if self.kind == "update" else str(self)
+
+    @property
+    def stream(self) -> str:
+        """Which endpoint family serves it: "oss" (books, L1) or "main" (trades)."""
+        return "main" if self.kind == "trades" else "oss"
 
     @property
     def key(self) -> str:
@@ -76,6 +97,8 @@ class Topic:
         or `snapshotL1:SYM_G` (G >= 1)."""
         if self.kind == "update":
             return f"update:{self.symbol}_{self.grouping or 0}"
+        if self.kind == "trades":
+            return f"trades:{self.symbol}"
         if not self.grouping:
             return f"snapshotL1:{self.symbol}"
         return f"snapshotL1:{self.symbol}_{self.grouping}"
@@ -103,8 +126,13 @@ def _parse_topic(text: str) -> Topic:
     kind, sep, rest = text.partition(":")
     if not sep or not rest:
         _not_a_topic(text)
-    if kind not in ("update", "snapshotL1"):
-        raise TopicError(f"unknown topic kind {kind!r} in {text!r} (update or snapshotL1)")
+    if kind in TRADE_TOPIC_KINDS:
+        kind = "trades"
+    elif kind not in ("update", "snapshotL1"):
+        raise TopicError(
+            f"unknown topic kind {kind!r} in {text!r} (update, snapshotL1, or trades / "
+            "tradeHistoryApi)"
+        )
     grouping = None
     match = _GROUPING_RE.search(rest)
     if match:
