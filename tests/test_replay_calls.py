@@ -1,6 +1,8 @@
 """Replay makes the calls the live Feed made into BookSync (CALL records): the same
 inputs, so the same events, timeouts and reconnects included."""
 
+import asyncio
+
 import pytest
 from simclient import FAST, run
 
@@ -28,18 +30,30 @@ def recorded(tmp_path_factory):
             live.append(event)
 
     async def body():
-        faults = Faults(disconnect=0.15, drop=0.01, bad_snapshot=0.2)
         topics = ["BTC-USD", "BTC-PERP", "update:BTC-PERP_9", "snapshotL1:BTC-USD"]
         options = {
             **FAST,
             "snapshot_timeout": 0.3,
             "recovery": RecoveryPolicy(first_delay_s=0.05, max_delay_s=0.4, report_after=3),
         }
-        async with Simulator(symbols=["BTC-USD", "BTC-PERP"], rate=200, faults=faults) as sim:
+        async with Simulator(symbols=["BTC-USD", "BTC-PERP"], rate=200) as sim:
+
+            async def script():  # scripted, not drawn: every run has each fault
+                sim.set_faults(Faults(drop=0.01))
+                await asyncio.sleep(1.2)
+                sim.set_faults(Faults(drop=0.01, bad_snapshot=1.0))  # resyncs get bad ones
+                await sim.disconnect_all()
+                await asyncio.sleep(0.6)
+                sim.set_faults(Faults(drop=0.01))
+                await asyncio.sleep(0.8)
+                await sim.disconnect_all()
+
+            task = asyncio.create_task(script())
             await record_session(
                 topics, tmp_path, url=sim.url, duration=4.0, feed_options=options,
                 on_event=capture, checkpoint_interval=1.0,
             )  # fmt: skip
+            await task
             return sim.stats()["injected"]
 
     injected = run(body(), timeout=30)
@@ -51,7 +65,7 @@ def test_a_recording_with_timeouts_and_reconnects_replays_to_identical_events(re
     reasons = {e.reason for e in live if type(e) is StatusChanged}
     # the run really had timeouts (the never-served _9), lost connections and bad frames
     assert Reason.SNAPSHOT_TIMEOUT in reasons and Reason.CONNECTION_LOST in reasons
-    assert injected.get("disconnect") and Reason.BAD_FRAME in reasons
+    assert injected.get("disconnect_all") == 2 * 2 and Reason.BAD_FRAME in reasons  # 2 sockets
     calls = [r for r in iter_records([tmp_path]) if r.kind == fmt.CALL]
     names = {r.payload.split(b'"')[3] for r in calls}
     assert names == {b"subscribe", b"connection_lost", b"check_timeouts"}
