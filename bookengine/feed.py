@@ -56,13 +56,15 @@ from bookengine.events import (
     StatusChanged,
     SyncStatus,
     TopOfBook,
+    Trade,
+    TradeGap,
 )
 from bookengine.sync import BookSync, RecoveryPolicy, TopicStats
+from bookengine.trades import TradeSync
 from bookengine.wire import (
-    ENDPOINTS,
-    FUTURES_PATH,
+    HOSTS,
     MAX_TOPICS_PER_CONNECTION,
-    SPOT_PATH,
+    PATHS,
     Topic,
     encode_ping,
     encode_subscribe,
@@ -125,10 +127,11 @@ StatusCallback = (
     | Callable[[StatusChanged | Connected | Reconnecting], Awaitable[object]]
 )
 ErrorCallback = (
-    Callable[[BadFrame | ExchangeErrors], object]
-    | Callable[[BadFrame | ExchangeErrors], Awaitable[object]]
+    Callable[[BadFrame | ExchangeErrors | TradeGap], object]
+    | Callable[[BadFrame | ExchangeErrors | TradeGap], Awaitable[object]]
 )
 L1Callback = Callable[[L1Quote], object] | Callable[[L1Quote], Awaitable[object]]
+TradeCallback = Callable[[Trade], object] | Callable[[Trade], Awaitable[object]]
 
 _E = TypeVar("_E", bound=FeedEvent)
 
@@ -197,6 +200,8 @@ class Feed:
         on_status: StatusCallback | None = None,
         on_error: ErrorCallback | None = None,
         on_l1: L1Callback | None = None,
+        on_trade: TradeCallback | None = None,
+        trades: bool = False,
         book_updates: bool = False,
         ping_interval: float = 15.0,
         snapshot_timeout: float = 10.0,
@@ -212,6 +217,8 @@ class Feed:
         if isinstance(topics, str):
             topics = [topics]  # one symbol, not its letters
         parsed = [parse_item(t) for t in topics]
+        if trades or on_trade is not None:  # the public trades of every symbol listed
+            parsed += [Topic("trades", t.symbol, None) for t in parsed]
         # one subscription per stream, whatever spellings name it
         wanted = list(dict.fromkeys(t.wire for t in {t.key: t for t in parsed}.values()))
         if not wanted:
@@ -226,6 +233,7 @@ class Feed:
         self._on_status = on_status
         self._on_error = on_error
         self._on_l1 = on_l1
+        self._on_trade = on_trade
         self.book_updates = book_updates or on_book is not None
         self.ping_interval = ping_interval
         self.snapshot_timeout = snapshot_timeout
@@ -312,7 +320,8 @@ class Feed:
         as soon as the exchange rejected one."""
         deadline = time.monotonic() + timeout
         while True:
-            statuses = {t: self.status(t) for t in self.topics}
+            # trade streams are not waited for: a quiet market may have no recent trades
+            statuses = {t: self.status(t) for t in self.topics if _stream_of(t) == "oss"}
             rejected = [t for t, s in statuses.items() if s is SyncStatus.UNSUBSCRIBED]
             if rejected:
                 raise ExchangeError(None, f"rejected: {', '.join(rejected[:10])}", rejected[0])
@@ -353,6 +362,13 @@ class Feed:
         """The sync status of a book or L1 stream (any spelling), None if not subscribed."""
         conn = self._conn_of(symbol, grouping)
         return None if conn is None else conn.sync.status(symbol, grouping)
+
+    def last_trade(self, symbol: str) -> Trade | None:
+        """The newest trade of `symbol` (any spelling), with `trades=True`."""
+        conn = self._conn_of(f"trades:{naming.canonical(symbol)}", None)
+        if conn is None or not isinstance(conn.sync, TradeSync):
+            return None
+        return conn.sync.last_trade(symbol)
 
     def quote(self, topic: str) -> L1Quote | None:
         """The latest quote of a `snapshotL1:` stream (any spelling)."""
@@ -481,7 +497,10 @@ class Feed:
         elif type(event) is L1Quote:
             if self._on_l1 is not None:
                 await self._call("l1", self._on_l1, event)
-        elif type(event) is BadFrame or type(event) is ExchangeErrors:
+        elif type(event) is Trade:
+            if self._on_trade is not None:
+                await self._call("trade", self._on_trade, event)
+        elif type(event) is BadFrame or type(event) is ExchangeErrors or type(event) is TradeGap:
             if self._on_error is not None:
                 await self._call("error", self._on_error, event)
         elif (
@@ -512,12 +531,18 @@ class Feed:
                 )
 
 
+def _stream_of(topic: str) -> str:
+    return Topic.parse(topic).stream
+
+
 def _plan(topics: list[str], url: str) -> list[tuple[str, list[str]]]:
-    """Split topics over connections: one endpoint per market, <= 100 topics each."""
+    """Split topics over connections: one endpoint per market and stream (books on OSS,
+    trades on the main socket), <= 100 topics each."""
     by_url: dict[str, list[str]] = {}
     for topic in topics:
-        market = naming.market(Topic.parse(topic).symbol)
-        by_url.setdefault(_endpoint(url, market), []).append(topic)
+        parsed = Topic.parse(topic)
+        market = naming.market(parsed.symbol)
+        by_url.setdefault(_endpoint(url, market, parsed.stream), []).append(topic)
     plan = []
     for conn_url, group in by_url.items():
         for i in range(0, len(group), MAX_TOPICS_PER_CONNECTION):
@@ -525,18 +550,27 @@ def _plan(topics: list[str], url: str) -> list[tuple[str, list[str]]]:
     return plan
 
 
-_KEPT = (StatusChanged, Connected, Reconnecting)  # dropped last when the queue is full
+# dropped last when the queue is full (trades: never conflated, never dropped silently)
+_KEPT = (StatusChanged, Connected, Reconnecting, Trade, TradeGap)
 
 
-def _endpoint(url: str, market: str) -> str:
-    if url in ("production", "testnet"):
-        return ENDPOINTS[(url, market)]
+def _endpoint(url: str, market: str, stream: str = "oss") -> str:
+    """The URL of one endpoint: `url` is "production", "testnet", a base
+    (ws://host:port: each endpoint's path is added) or a full OSS URL (used as given for
+    books; its main twin, /ws/spot or /ws/futures on the same host, for trades)."""
+    if url in HOSTS:
+        return HOSTS[url] + PATHS[(stream, market)]
     if not url.startswith(("ws://", "wss://")):
         raise ArgumentError(f"url must be 'production', 'testnet' or ws(s)://..., got {url!r}")
-    rest = url.split("://", 1)[1]
-    if "/" in rest.rstrip("/"):
-        return url  # a full URL: used as given
-    return url.rstrip("/") + (FUTURES_PATH if market == "futures" else SPOT_PATH)
+    scheme, rest = url.split("://", 1)
+    host, slash, path = rest.partition("/")
+    if not slash or not path.strip("/"):
+        return f"{scheme}://{host}" + PATHS[(stream, market)]
+    if stream == "main":
+        for (kind, mkt), oss_path in PATHS.items():
+            if kind == "oss" and ("/" + path).rstrip("/").endswith(oss_path):
+                return url.rstrip("/")[: -len(oss_path)] + PATHS[("main", mkt)]
+    return url  # a full URL: used as given
 
 
 class _Connection:
@@ -547,11 +581,16 @@ class _Connection:
         self.id = conn_id
         self.url = url
         self.topics = topics
-        self.sync = BookSync(
-            book_updates=feed.book_updates,
-            snapshot_timeout_s=feed.snapshot_timeout,
-            recovery=feed.recovery,
-        )
+        # books and L1 on an OSS socket, trades on a main one (the plan never mixes them)
+        self.sync: BookSync | TradeSync
+        if all(Topic.parse(t).kind == "trades" for t in topics):
+            self.sync = TradeSync()
+        else:
+            self.sync = BookSync(
+                book_updates=feed.book_updates,
+                snapshot_timeout_s=feed.snapshot_timeout,
+                recovery=feed.recovery,
+            )
         self.keys = {Topic.parse(t).key for t in topics}
         self.synced_once = False  # a book synced on the current socket
         self._failing_logged: dict[str, int] = {}

@@ -8,6 +8,10 @@ Two tables, with the columns a pandas/polars user expects:
   bid_price_0..N-1, bid_size_0.., ask_price_0.., ask_size_0.. (best first, NaN where the
   book is thinner); one row per book update, or per `interval_ms` of arrival time.
 
+- trades (`trades=True`): arrival_ns, exchange_ms, symbol, trade_id, side (BUY/SELL,
+  the taker's), batch (came in the post-subscribe batch), price, size; one row per trade,
+  each once, in exchange order per symbol. Futures sizes are contracts.
+
 Prices and sizes are float64 holding the exact decimals sent; an empty side is NaN.
 """
 
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bookengine.errors import ArgumentError, MissingExtra
-from bookengine.events import BookUpdate, TopOfBook
+from bookengine.events import BookUpdate, TopOfBook, Trade
 from recorder.replay import Replay, ReplayStats
 
 
@@ -60,6 +64,54 @@ class Columns:
         for name, column in self.floats.items():
             out[name] = np.frombuffer(column, dtype=np.float64).copy()
         return out
+
+
+class TradeColumns:
+    """The trades table, column-wise (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.arrival_ns = array("q")
+        self.exchange_ms = array("q")
+        self.trade_id = array("q")
+        self.price = array("d")
+        self.size = array("d")
+        self.symbol: list[str] = []
+        self.side: list[str] = []
+        self.batch: list[bool] = []
+
+    def add(self, trade: Trade) -> None:
+        self.arrival_ns.append(trade.arrival_ns)
+        self.exchange_ms.append(trade.exchange_ms)
+        self.trade_id.append(trade.trade_id)
+        self.price.append(trade.price)
+        self.size.append(trade.size)
+        self.symbol.append(trade.symbol)
+        self.side.append(trade.side)
+        self.batch.append(trade.batch)
+
+    def __len__(self) -> int:
+        return len(self.arrival_ns)
+
+    def as_numpy(self) -> dict[str, np.ndarray]:
+        return {
+            "arrival_ns": np.frombuffer(self.arrival_ns, dtype=np.int64).copy(),
+            "exchange_ms": np.frombuffer(self.exchange_ms, dtype=np.int64).copy(),
+            "symbol": np.array(self.symbol, dtype=str),
+            "trade_id": np.frombuffer(self.trade_id, dtype=np.int64).copy(),
+            "side": np.array(self.side, dtype=str),
+            "batch": np.array(self.batch, dtype=bool),
+            "price": np.frombuffer(self.price, dtype=np.float64).copy(),
+            "size": np.frombuffer(self.size, dtype=np.float64).copy(),
+        }
+
+
+def collect_trades(replay: Replay) -> TradeColumns:
+    """Replay and gather every trade (each once: TradeSync de-duplicates)."""
+    columns = TradeColumns()
+    for event in replay.events():
+        if type(event) is Trade:
+            columns.add(event)
+    return columns
 
 
 def depth_columns(depth: int) -> list[str]:
@@ -107,7 +159,7 @@ def collect(replay: Replay, depth: int = 0, interval_ms: float | None = None) ->
     return columns
 
 
-def write(columns: Columns, path: str | Path) -> Path:
+def write(columns: Columns | TradeColumns, path: str | Path) -> Path:
     """`.npz` (numpy) or `.parquet` (needs pyarrow: pip install 'bookengine[parquet]')."""
     path = Path(path)
     arrays = columns.as_numpy()
@@ -140,6 +192,7 @@ def export(
     start_ns: int | None = None,
     end_ns: int | None = None,
     skip_damaged: bool = False,
+    trades: bool = False,
 ) -> tuple[Path, int, ReplayStats]:
     """Replay `paths` and write the series to `out`; returns (path, rows, replay stats).
     Nothing is written if the replay fails (a damaged block without `skip_damaged`).
@@ -149,5 +202,7 @@ def export(
     replay = Replay(
         paths, symbols=symbols, start_ns=start_ns, end_ns=end_ns, skip_damaged=skip_damaged
     )
-    columns = collect(replay, depth, interval_ms)
+    if trades and (depth or interval_ms is not None):
+        raise ArgumentError("trades is a table of its own: no depth or interval with it")
+    columns = collect_trades(replay) if trades else collect(replay, depth, interval_ms)
     return write(columns, out), len(columns), replay.stats

@@ -504,6 +504,7 @@ class FileSummary:
     records: int
     kinds: dict[str, int]
     frames_per_topic: dict[str, int]
+    trades: int  # public trades in the trade frames (each counted as often as it was sent)
     gaps: int
     resyncs: int
     losses: int  # records the recorder lost (sum of loss records' counts)
@@ -533,7 +534,7 @@ def summarize(path: str | Path) -> FileSummary:
     kinds: dict[str, int] = {}
     topics: dict[str, int] = {}
     header = None
-    gaps = resyncs = losses = holes = frame_bytes = damaged_records = 0
+    gaps = resyncs = losses = holes = frame_bytes = damaged_records = trades = 0
     damaged: list[CorruptBlock] = []
     for record in iter_file(path, scanned=info, skip_damaged=True, damaged=damaged):
         if record.kind == fmt.LOSS:
@@ -549,6 +550,8 @@ def summarize(path: str | Path) -> FileSummary:
             topic = frame_topic(record.payload) or "(no topic)"
             topics[topic] = topics.get(topic, 0) + 1
             frame_bytes += len(record.payload)
+            if topic.startswith("tradeHistoryApi"):  # one "tradeId" per trade, unparsed
+                trades += record.payload.count(b'"tradeId"')
         elif record.kind == fmt.HEADER and header is None:
             header = orjson.loads(record.payload)
         elif record.kind == fmt.STATUS:
@@ -566,6 +569,7 @@ def summarize(path: str | Path) -> FileSummary:
         records=sum(b.records for b in info.blocks),
         kinds=kinds,
         frames_per_topic=topics,
+        trades=trades,
         gaps=gaps,
         resyncs=resyncs,
         losses=losses,

@@ -36,9 +36,13 @@ from bookengine.events import (
     L1Quote,
     StatusChanged,
     TopOfBook,
+    Trade,
+    TradeGap,
 )
 from bookengine.feed import CLOSED_BY_APP
 from bookengine.sync import BookSync, RecoveryPolicy
+from bookengine.trades import TradeSync
+from bookengine.wire import Topic
 from recorder import format as fmt
 from recorder.reader import (
     RecordingReader,
@@ -71,6 +75,7 @@ class ReplayStats:
     resyncs: int = 0
     bad_frames: int = 0
     top_events: int = 0
+    trades: int = 0  # Trade events (of the selected symbols)
     digests_checked: int = 0
     digests_unverified: int = 0  # the replayed book was not at that seqNum (e.g. warming up)
     mismatches: list[DigestMismatch] = field(default_factory=list)
@@ -88,7 +93,7 @@ class _Session:
     """What the live Feed of one recording session had: a BookSync per connection slot,
     the opens awaiting their subscribe, its once-a-second watchdog, its retry policy."""
 
-    syncs: dict[int, BookSync] = field(default_factory=dict)
+    syncs: dict[int, BookSync | TradeSync] = field(default_factory=dict)
     opened: dict[int, int] = field(default_factory=dict)  # conn -> open ns, until subscribe
     next_timeouts: int = 0
     recovery: RecoveryPolicy | None = None  # None: BookSync's default
@@ -142,17 +147,23 @@ class Replay:
         self._sessions: dict[str | None, _Session] = {}
         self._session = _Session()  # the session being replayed
 
-    def sync(self, conn_id: int) -> BookSync:
-        """The replayed BookSync of a connection slot of the session being replayed (the
-        last one read, after a run): its books, stats..."""
+    def sync(self, conn_id: int, topics: Sequence[str] = ()) -> BookSync | TradeSync:
+        """The replayed core of a connection slot of the session being replayed (the last
+        one read, after a run): a TradeSync where the live one carried trades (its
+        topics, from the header or the first subscribe), else a BookSync."""
         sync = self._session.syncs.get(conn_id)
         if sync is None:
-            timeout = self.snapshot_timeout_s or self._session.snapshot_timeout_s or 10.0
-            sync = self._session.syncs[conn_id] = BookSync(
-                book_updates=self.book_updates,
-                snapshot_timeout_s=timeout,
-                recovery=self._session.recovery,
-            )
+            topics = self._session.connections.get(conn_id) or topics
+            if topics and all(Topic.parse(t).kind == "trades" for t in topics):
+                sync = TradeSync()
+            else:
+                timeout = self.snapshot_timeout_s or self._session.snapshot_timeout_s or 10.0
+                sync = BookSync(
+                    book_updates=self.book_updates,
+                    snapshot_timeout_s=timeout,
+                    recovery=self._session.recovery,
+                )
+            self._session.syncs[conn_id] = sync
         return sync
 
     def book(self, symbol: str, grouping: int | None = 0):  # noqa: ANN201
@@ -189,6 +200,7 @@ class Replay:
         on_status: Callable[[StatusChanged], object] | None = None,
         on_error: Callable[[Event], object] | None = None,
         on_l1: Callable[[L1Quote], object] | None = None,
+        on_trade: Callable[[Trade], object] | None = None,
         progress: Callable[[ReplayStats], object] | None = None,
     ) -> ReplayStats:
         """Call the same callbacks a live Feed would; return the stats."""
@@ -200,7 +212,9 @@ class Replay:
             StatusChanged: on_status,
             BadFrame: on_error,
             ExchangeErrors: on_error,
+            TradeGap: on_error,
             L1Quote: on_l1,
+            Trade: on_trade,
         }
         every = 0
         for event in self.events():
@@ -293,6 +307,8 @@ class Replay:
                         continue
                     if kind_of is TopOfBook:
                         stats.top_events += 1
+                    elif kind_of is Trade:
+                        stats.trades += 1
                     yield event
         stats.wall_s = time.perf_counter() - started
         stats.duplicate_blocks += reader.duplicates
@@ -308,8 +324,8 @@ class Replay:
     def _call(self, conn: int, ns: int, payload: bytes) -> Sequence[Event]:
         """Make the call the live Feed made into this connection's BookSync (v2 files)."""
         call = orjson.loads(payload)
-        sync = self.sync(conn)
         name, topics = call.get("call"), call.get("topics") or []
+        sync = self.sync(conn, topics if name == "subscribe" else ())
         if name == "subscribe":
             events: Sequence[Event] = sync.subscribe(topics, ns)
         elif name == "unsubscribe":
@@ -331,7 +347,8 @@ class Replay:
         request = orjson.loads(payload)
         if request.get("op") != "subscribe":
             return []
-        return list(self.sync(conn).subscribe(request.get("args", []), opened.pop(conn)))
+        args = request.get("args", [])
+        return list(self.sync(conn, args).subscribe(args, opened.pop(conn)))
 
     def _check_digest(self, conn: int, ns: int, payload: bytes) -> None:
         digest = orjson.loads(payload)

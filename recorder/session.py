@@ -112,6 +112,7 @@ async def record_session(
     status_interval: float = 1.0,
     feed_options: dict | None = None,
     on_event: Callable[[int, Event], None] | None = None,
+    trades: bool = True,
 ) -> SessionStats:
     """Record until `duration` elapses or the task is cancelled; either way the session
     ends with a digest of every synced book and the file is finalised. Raises
@@ -126,7 +127,7 @@ async def record_session(
             stats.exchange_errors.append(f"{error.arg or ''} {error.code}: {error.message}".strip())
 
     # made first (no I/O yet): the header lists which topics each connection carries
-    feed = Feed(topics, url=url, on_error=on_error, **options)
+    feed = Feed(topics, url=url, on_error=on_error, trades=trades, **options)
     metadata = {
         "symbols": topics,
         "url": url,

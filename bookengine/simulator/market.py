@@ -105,6 +105,7 @@ class MarketModel:
         for i in range(WINDOW):
             self.asks[self.mid + 1 + i] = self._size()
         self._prices: dict[int, str] = {}
+        self.last_trades: list[tuple[str, int, str]] = []  # of the last next_delta_frame()
         # every size the model draws comes from the table: format each once
         self._size_texts = {units: self.size(units) for units in (0, *self._sizes)}
         self.history = max(history, _CHUNK)
@@ -192,8 +193,14 @@ class MarketModel:
         return self.snapshot_frame_at(max(self.oldest_seq, self.seq - back), topic)
 
     def next_delta_frame(self) -> bytes:
-        """Advance the book one step and return the delta that describes it."""
+        """Advance the book one step and return the delta that describes it. The trades
+        that took liquidity at the touch in that step are in `last_trades`."""
+        bids, asks = self.bids, self.asks
+        best_bid = max(bids) if bids else 0  # 0: no level (prices are > 0)
+        best_ask = min(asks) if asks else 0
+        touch = (best_bid, bids.get(best_bid, 0), best_ask, asks.get(best_ask, 0))
         bid_changes, ask_changes = self._step()
+        self.last_trades = self._trades_at_touch(touch)
         self.seq += 1
         if self.clock_step[1]:
             self.timestamp += self._rnd.randint(*self.clock_step)
@@ -215,6 +222,17 @@ class MarketModel:
         self._remember({}, {})
         bids = [[self.price(min(self.asks)), self.size(self._size())]]
         return self._frame("delta", bids, [], self.seq, self.seq - 1, self.topic)
+
+    def _trades_at_touch(self, touch: tuple[int, int, int, int]) -> list[tuple[str, int, str]]:
+        """(price text, size units, taker side) for liquidity the step took at the old
+        touch: a bid level shrinking is a SELL printing there, an ask level a BUY."""
+        best_bid, bid_units, best_ask, ask_units = touch
+        trades = []
+        if best_bid and bid_units > self.bids.get(best_bid, 0):
+            trades.append((self.price(best_bid), bid_units - self.bids.get(best_bid, 0), "SELL"))
+        if best_ask and ask_units > self.asks.get(best_ask, 0):
+            trades.append((self.price(best_ask), ask_units - self.asks.get(best_ask, 0), "BUY"))
+        return trades
 
     def restart_chain(self, seq: int | None = None) -> None:
         """Fault: the exchange restarts this topic's sequence with a new, lower chain. The

@@ -30,7 +30,13 @@ from bookengine import naming
 from bookengine.errors import ArgumentError, TopicError
 from bookengine.simulator.faults import Faults, Injected
 from bookengine.simulator.market import HISTORY, MarketModel
-from bookengine.wire import FUTURES_PATH, MAX_TOPICS_PER_CONNECTION, SPOT_PATH
+from bookengine.wire import (
+    FUTURES_PATH,
+    MAX_TOPICS_PER_CONNECTION,
+    PATHS,
+    SPOT_PATH,
+    TRADE_TOPIC_KINDS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,8 @@ _TICK_S = 0.002
 _MAX_PER_TICK = 500
 _STALE_BACK = 3  # a stale snapshot is this many seqNums old
 POISON_SEQ = 2**62  # the seqNum of a `seq_poison` delta
+_SERVED = {path: kind for kind, path in PATHS.items()}  # path -> (stream, market)
+_RECENT_TRADES = 50  # the batch sent after a trade subscribe, newest first
 
 
 def _error(code: int, message: str, arg: str | None = None) -> bytes:
@@ -48,7 +56,8 @@ def _error(code: int, message: str, arg: str | None = None) -> bytes:
     return orjson.dumps({"severity": "ERROR", "errors": [item]})
 
 
-_Hold = tuple[tuple[str, int], bool]  # a reorder slot: (topic key (symbol, grouping), bare)
+# a reorder slot: (topic key (symbol, grouping), bare, or "trades" for a trade stream)
+_Hold = tuple[tuple[str, int], bool | str]
 
 
 class SimulatorStats(TypedDict):
@@ -76,6 +85,10 @@ class _Topic:
     # snapshotL1 listeners of this grouping's book: conn id -> the topic as subscribed
     l1: dict[int, str] = field(default_factory=dict)
     silent_until: float = 0.0  # a per-topic stall: the market pauses, nothing is lost
+    # public trades (grouping 0 only): conn id -> the topic echoed in its trade frames
+    trade_subs: dict[int, str] = field(default_factory=dict)
+    recent: deque[dict[str, object]] = field(default_factory=lambda: deque(maxlen=_RECENT_TRADES))
+    tape: list[dict[str, object]] = field(default_factory=list)  # every trade printed
 
 
 @dataclass
@@ -83,6 +96,7 @@ class _Conn:
     id: int
     ws: ServerConnection
     market: str  # "spot" | "futures"
+    stream: str = "oss"  # "oss" (books, L1) | "main" (trades)
     queue: deque[bytes] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     topics: set[str] = field(default_factory=set)  # subscribed topic strings, as spelled
@@ -152,6 +166,7 @@ class Simulator:
         self._refuse_until = 0.0
         self._refuse_how = "503"
         self._frames_sent = 0
+        self._trade_id = 1_000_000  # tradeIds: one increasing count for every market
         self._connections_total = 0
 
     # --- lifecycle --------------------------------------------------------------------
@@ -276,10 +291,8 @@ class Simulator:
                 response.headers["Location"] = f"https://{self.host}:{self.port}{request.path}"
                 return response
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "refusing connections\n")
-        if request.path not in (SPOT_PATH, FUTURES_PATH):
-            return connection.respond(
-                HTTPStatus.NOT_FOUND, f"serving {SPOT_PATH} and {FUTURES_PATH}\n"
-            )
+        if request.path not in _SERVED:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"serving {', '.join(_SERVED)}\n")
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -292,8 +305,8 @@ class Simulator:
         request = ws.request
         if request is None:  # websockets runs the handler only after the handshake: never
             raise RuntimeError("simulator: a connection without its handshake request")
-        market = "futures" if request.path == FUTURES_PATH else "spot"
-        conn = _Conn(self._next_conn, ws, market)
+        stream, market = _SERVED[request.path]
+        conn = _Conn(self._next_conn, ws, market, stream)
         self._conns[conn.id] = conn
         if self.record_sent:
             self.sent[conn.id] = []
@@ -311,6 +324,7 @@ class Simulator:
                 topic.subscribers.pop((conn.id, False), None)
                 topic.subscribers.pop((conn.id, True), None)
                 topic.l1.pop(conn.id, None)
+                topic.trade_subs.pop(conn.id, None)
             writer.cancel()
             monitor.cancel()
 
@@ -431,7 +445,12 @@ class Simulator:
     def _resolve(self, conn: _Conn, arg: str) -> tuple[str, str, int | None] | bytes:
         """(kind, canonical symbol, grouping) for a topic, or the error frame to send."""
         kind, _, rest = arg.partition(":")
-        if kind not in ("update", "snapshotL1") or not rest:
+        if kind in TRADE_TOPIC_KINDS and kind != "trades":
+            kind = "trades"
+        elif kind not in ("update", "snapshotL1"):
+            kind = ""
+        if not kind or not rest or (kind == "trades") != (conn.stream == "main"):
+            # (book topics sent to a main socket and trades to an OSS one are unknown)
             return _error(1005, "Topic provided does not exist.", arg)
         grouping: int | None = None
         symbol = rest
@@ -470,6 +489,14 @@ class Simulator:
                 continue
             kind, symbol, grouping = resolved
             acked.append(arg)
+            if kind == "trades":
+                conn.topics.add(arg)
+                topic = self._topic(symbol, 0)
+                topic.trade_subs[conn.id] = _trade_echo(arg, conn.market)
+                if topic.recent:  # the recent trades, newest first, as the first frame
+                    batch = {"topic": topic.trade_subs[conn.id], "data": list(topic.recent)}
+                    after_ack.append(orjson.dumps(batch))
+                continue
             if kind == "snapshotL1":
                 g = grouping or 0
                 if g > 8:
@@ -522,6 +549,13 @@ class Simulator:
                 self._send(conn, resolved)
                 continue
             kind, symbol, grouping = resolved
+            if kind == "trades":
+                conn.topics.discard(arg)
+                trade_topic = self._topics.get((symbol, 0))
+                if trade_topic is not None:
+                    trade_topic.trade_subs.pop(conn.id, None)
+                done.append(arg)
+                continue
             if kind == "snapshotL1":
                 conn.l1.discard((symbol, grouping or 0))
                 l1_topic = self._topics.get((symbol, grouping or 0))
@@ -576,7 +610,7 @@ class Simulator:
                 next_second = now + 1.0
             now_ms = time.time_ns() // 1_000_000
             for topic in list(self._topics.values()):
-                if not topic.subscribers and not topic.l1:
+                if not topic.subscribers and not topic.l1 and not topic.trade_subs:
                     continue
                 if per_second:
                     self._maybe_stall_topic(topic, now)
@@ -628,6 +662,8 @@ class Simulator:
             top_before = (max(model.bids), min(model.asks)) if topic.l1 else None
             frame = model.next_delta_frame()
             seq = model.seq
+            if model.last_trades and topic.key[1] == 0:
+                self._print_trades(topic, faults)  # the trades print before the delta
         topic.sent_seq = seq
         for (conn_id, bare), spelled in list(topic.subscribers.items()):
             conn = self._conns.get(conn_id)
@@ -652,6 +688,37 @@ class Simulator:
                     if spelled not in frames:
                         frames[spelled] = model.l1_frame(spelled)
                     self._send(conn, frames[spelled])
+
+    def _print_trades(self, topic: _Topic, faults: Faults) -> None:
+        """The liquidity the step took at the touch, as public trades (numeric price and
+        size, as BTSE sends them), to every trade subscriber; kept for the batch."""
+        model = topic.model
+        trades = []
+        for price, units, side in model.last_trades:
+            self._trade_id += 1
+            size_text = model.size(units)
+            trade: dict[str, object] = {
+                "price": float(price),
+                "size": int(size_text) if model.futures else float(size_text),
+                "side": side,
+                "symbol": model.symbol,
+                "tradeId": self._trade_id,
+                "timestamp": model.timestamp,
+            }
+            trades.append(trade)
+            topic.recent.appendleft(trade)  # newest first, as the batch lists them
+            if len(topic.tape) < 1_000_000:
+                topic.tape.append(trade)
+        for conn_id, echo in list(topic.trade_subs.items()):
+            conn = self._conns.get(conn_id)
+            if conn is not None:
+                frame = orjson.dumps({"topic": echo, "data": trades})
+                self._deliver(conn, (topic.key, "trades"), echo, self._trade_id, frame, faults)
+
+    def trades(self, symbol: str) -> list[dict[str, object]]:
+        """Every trade printed for `symbol` (any spelling), oldest first: the truth."""
+        topic = self._topics.get((naming.canonical(symbol), 0))
+        return [] if topic is None else list(topic.tape)
 
     def _restart(self, topic: _Topic) -> None:
         """A `seq_restart`: the chain starts again lower; subscribers see a gap, and the
@@ -690,3 +757,9 @@ class Simulator:
             self._inject("duplicate", conn.id, name, seq)
             self._send(conn, frame)
 
+
+def _trade_echo(arg: str, market: str) -> str:
+    """The topic BTSE puts on trade frames: as subscribed, except that legacy futures
+    `tradeHistoryApi:SYM` comes back bare (`tradeHistoryApi`, PROTOCOL.md)."""
+    kind = arg.partition(":")[0]
+    return "tradeHistoryApi" if market == "futures" and kind == "tradeHistoryApi" else arg

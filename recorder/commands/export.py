@@ -6,7 +6,7 @@ import argparse
 
 from recorder.commands._times import add_range_arguments, parse_interval_ms, resolve_range
 
-HELP = "export top-of-book series or depth snapshots to numpy (.npz) or Parquet"
+HELP = "export top-of-book series, depth snapshots or trades to numpy (.npz) or Parquet"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_interval_ms,
         default=None,
         help="with --depth: one row per interval (e.g. 100ms) instead of every update",
+    )
+    parser.add_argument(
+        "--trades",
+        action="store_true",
+        help="the public trades instead (each once; futures sizes in contracts)",
     )
     parser.add_argument(
         "--skip-damaged",
@@ -45,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
             start_ns=start,
             end_ns=end,
             skip_damaged=args.skip_damaged,
+            trades=args.trades,
         )
     except (FileNotFoundError, ValueError, RuntimeError) as exc:  # CorruptBlock included
         raise SystemExit(f"export: {exc}") from None

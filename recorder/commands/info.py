@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  records: {', '.join(f'{k} {v:,}' for k, v in sorted(s.kinds.items()))}")
         for topic, count in sorted(s.frames_per_topic.items()):
             print(f"    {topic:<28} {count:>10,} frames")
+        if s.trades:
+            print(f"  trades: {s.trades:,} (as received: the batch after a subscribe repeats some)")
         if s.duplicates:
             print(f"  DAMAGED: {s.duplicates} duplicated block(s), read once")
         if s.damaged:

@@ -51,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-bytes", type=parse_size, default=None, help="also rotate at size")
     parser.add_argument("--digest-interval", type=parse_duration, default=5.0)
     parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument(
+        "--no-trades",
+        dest="trades",
+        action="store_false",
+        help="books only (by default each symbol's public trades are recorded too)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +102,7 @@ async def _record(args: argparse.Namespace, topics: list[str]) -> int:
                 max_bytes=args.max_bytes,
                 digest_interval=args.digest_interval,
                 on_status=status,
+                trades=args.trades,
             )
         except RecorderError as exc:
             print(f"\nrecord: {exc}", file=sys.stderr)

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         f"replayed {stats.frames:,} frames ({stats.frame_bytes / 1e6:,.1f} MB) "
         f"in {stats.wall_s:.2f}s: "
         f"{stats.frames_per_s:,.0f} frames/s; top-of-book events {stats.top_events:,}; "
+        f"trades {stats.trades:,}; "
         f"gaps {stats.gaps}, resyncs {stats.resyncs}, bad frames {stats.bad_frames}, "
         f"recorder holes {stats.lost_records}"
     )

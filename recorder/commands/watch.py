@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
     parser.add_argument("--refresh", type=float, default=0.5, help="seconds between redraws")
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    parser.add_argument(
+        "--no-trades", dest="trades", action="store_false", help="books only (no last trade)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +45,7 @@ async def _watch(args: argparse.Namespace, topics: list[str]) -> int:
         errors.append(str(getattr(event, "reason", None) or getattr(event, "errors", event)))
 
     async with source_url(args, topics) as url:
-        async with Feed(topics, url=url, on_error=on_error) as feed:
+        async with Feed(topics, url=url, on_error=on_error, trades=args.trades) as feed:
             started = time.monotonic()
             last_frames, last_time = 0, started
             try:
@@ -77,7 +80,7 @@ def _table(feed, topics: list[str], rate: float, stats, url: str, errors: list[s
         f"{url}  {rate:,.0f} frames/s  gaps {stats.gaps}  resyncs {stats.resyncs}  "
         f"reconnects {stats.reconnects}  bad {stats.bad_frames}",
         f"{'topic':<22} {'status':<21} {'bid size':>12} {'bid':>12} {'ask':>12} "
-        f"{'ask size':>12} {'spread':>9} {'gaps':>5} {'lat ms':>7}",
+        f"{'ask size':>12} {'spread':>9} {'gaps':>5} {'lat ms':>7}  last trade",
     ]
     for topic in topics:
         if not topic.startswith("update:"):
@@ -89,12 +92,14 @@ def _table(feed, topics: list[str], rate: float, stats, url: str, errors: list[s
         latency = stats.latency.get(topic, {}).get("exchange_ms_p50")
         bid = book.best_bid if book else None
         ask = book.best_ask if book else None
+        trade = feed.last_trade(parsed.symbol)
+        last = "-" if trade is None else f"{trade.side} {_num(trade.size)} @ {_num(trade.price)}"
         lines.append(
             f"{topic:<22} {str(status or 'connecting'):<21} "
             f"{_num(bid and bid[1]):>12} {_num(bid and bid[0]):>12} "
             f"{_num(ask and ask[0]):>12} {_num(ask and ask[1]):>12} "
             f"{_num(book.spread if book else None):>9} {tstats.gaps if tstats else 0:>5} "
-            f"{_num(latency and round(latency, 1)):>7}"
+            f"{_num(latency and round(latency, 1)):>7}  {last}"
         )
     for error in errors:
         lines.append(f"! {error[:120]}")
