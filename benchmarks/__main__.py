@@ -49,6 +49,15 @@ def engine_rows(frames: int, repeat: int) -> list[Row]:
         len(mixed),
         repeat=repeat,
     )
+    trades = workloads.trade_frames(n=frames)
+    trade_rate = workloads.compare(
+        {
+            "floor": lambda: workloads.parse_floor(trades),
+            "tradesync": lambda: workloads.tradesync(trades),
+        },
+        len(trades),
+        repeat=repeat,
+    )
     note = (
         f"{len(data):,} frames, {shape['bytes']:.0f} B, {shape['entries']:.1f} entries, "
         f"{shape['deletions']:.1f} deletions per delta"
@@ -61,6 +70,11 @@ def engine_rows(frames: int, repeat: int) -> list[Row]:
             f"BookSync.feed / floor, {len(symbols)} symbols mixed",
             f"{mixed_rate['booksync'] / mixed_rate['floor']:.2f}x",
             "their deltas interleaved on one connection",
+        ),
+        (
+            "TradeSync.feed / parse floor",
+            f"{trade_rate['tradesync'] / trade_rate['floor']:.2f}x",
+            f"trade frames ({trade_rate['tradesync']:,.0f} frames/s), 1-2 trades each",
         ),
         (
             "BookSync.feed, orjson path / floor",

@@ -41,6 +41,43 @@ def interleaved_frames(n: int = 20_000, seed: int = 1) -> tuple[bytes, ...]:
     return tuple(frames[:n])
 
 
+@functools.cache
+def trade_frames(n: int = 20_000, seed: int = 1) -> tuple[bytes, ...]:
+    """`n` trade frames as the main futures socket sends them (the simulator's trades at
+    the touch: numeric price and size, one or two trades per frame)."""
+    from bookengine.simulator import MarketModel
+
+    model = MarketModel("BTC-PERP", seed=seed)
+    frames: list[bytes] = []
+    trade_id = 1_000_000
+    while len(frames) < n:
+        model.next_delta_frame()
+        if not model.last_trades:
+            continue
+        data = []
+        for price, units, side in model.last_trades:
+            trade_id += 1
+            data.append(
+                {"price": float(price), "size": units, "side": side, "symbol": "BTC-PERP",
+                 "tradeId": trade_id, "timestamp": model.timestamp}
+            )  # fmt: skip
+        frames.append(orjson.dumps({"topic": "tradeHistoryApiV3:BTC-PERP", "data": data}))
+    return tuple(frames)
+
+
+def tradesync(frames: Sequence[bytes]) -> int:
+    """TradeSync.feed end to end: parse, validate, route, de-duplicate, Trade events."""
+    from bookengine.trades import TradeSync
+
+    sync = TradeSync()
+    sync.subscribe(["tradeHistoryApiV3:BTC-PERP"], 0)
+    feed = sync.feed
+    count = 0
+    for i, raw in enumerate(frames):
+        count += len(feed(i, raw))
+    return count
+
+
 def frame_shape(frames: Sequence[bytes]) -> dict[str, float]:
     """Mean bytes, level entries and deletions per delta: what the figures were measured on."""
     deltas = [orjson.loads(f)["data"] for f in frames[1:]]

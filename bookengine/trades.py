@@ -88,6 +88,7 @@ class TradeSync:
         self._streams: dict[str, _Stream] = {}
         self._subscribed: dict[str, _Stream] = {}
         self.pending_actions: list[Resubscribe] = []  # never any: no sequence to resync
+        self._keys: dict[str, str] = {}  # data.symbol as sent -> stream key
         self.stats = SyncStats()
 
     # --- what the I/O layer tells us -------------------------------------------------
@@ -193,8 +194,9 @@ class TradeSync:
         by_stream: dict[str, list[tuple[int, int, float, float, str]]] = {}
         bad = 0
         reason = ""
+        keys = self._keys
         for item in items:
-            parsed = _parse_trade(item)
+            parsed = _parse_trade(item, keys)
             if isinstance(parsed, str):
                 bad += 1
                 reason = reason or parsed
@@ -301,17 +303,25 @@ class TradeSync:
         return [BadFrame(arrival_ns, reason, sample, None)]
 
 
-def _parse_trade(item: object) -> tuple[str, tuple[int, int, float, float, str]] | str:
-    """(stream key, (timestamp, tradeId, price, size, side)), or why the item is bad."""
+def _parse_trade(
+    item: object, keys: dict[str, str]
+) -> tuple[str, tuple[int, int, float, float, str]] | str:
+    """(stream key, (timestamp, tradeId, price, size, side)), or why the item is bad.
+    `keys` caches data.symbol -> stream key (bounded: a flood of names is cleared)."""
     if type(item) is not dict:
         return "a trade must be an object"
     symbol = item.get("symbol")
     if type(symbol) is not str:
         return "trade without a symbol"
-    try:
-        key = f"trades:{naming.canonical(symbol)}"
-    except TopicError as exc:
-        return str(exc)[:120]
+    key = keys.get(symbol)
+    if key is None:
+        try:
+            key = f"trades:{naming.canonical(symbol)}"
+        except TopicError as exc:
+            return str(exc)[:120]
+        if len(keys) >= 1_000:
+            keys.clear()
+        keys[symbol] = key
     trade_id, timestamp = item.get("tradeId"), item.get("timestamp")
     price, size, side = item.get("price"), item.get("size"), item.get("side")
     if type(trade_id) is not int or type(timestamp) is not int:

@@ -65,7 +65,8 @@ def test_a_recording_with_timeouts_and_reconnects_replays_to_identical_events(re
     reasons = {e.reason for e in live if type(e) is StatusChanged}
     # the run really had timeouts (the never-served _9), lost connections and bad frames
     assert Reason.SNAPSHOT_TIMEOUT in reasons and Reason.CONNECTION_LOST in reasons
-    assert injected.get("disconnect_all") == 2 * 2 and Reason.BAD_FRAME in reasons  # 2 sockets
+    # 2 rounds x 4 sockets (books and trades, spot and futures)
+    assert injected.get("disconnect_all") == 2 * 4 and Reason.BAD_FRAME in reasons
     calls = [r for r in iter_records([tmp_path]) if r.kind == fmt.CALL]
     names = {r.payload.split(b'"')[3] for r in calls}
     assert names == {b"subscribe", b"connection_lost", b"check_timeouts"}

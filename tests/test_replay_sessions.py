@@ -124,5 +124,6 @@ def test_a_clean_stop_records_the_close_of_every_connection(one_after_the_other)
         records = list(iter_records([out]))
         opened = sorted(r.conn_id for r in records if r.kind == fmt.OPEN)
         closes = {r.conn_id: orjson.loads(r.payload) for r in records if r.kind == fmt.CLOSE}
-        assert opened == [0, 1] and sorted(closes) == [0, 1]
+        # books (spot, futures) and trades (spot, futures): four connections
+        assert opened == [0, 1, 2, 3] and sorted(closes) == [0, 1, 2, 3]
         assert all(c["reason"] == CLOSED_BY_APP for c in closes.values())

@@ -309,7 +309,7 @@ def test_unknown_path_is_refused():
     async def body():
         async with Simulator(symbols=SYMBOLS) as sim:
             with pytest.raises(InvalidStatus, match="404"):
-                await open_client(sim.url + "/ws/spot")
+                await open_client(sim.url + "/ws/nope")  # /ws/spot is served: trades
 
     run(body())
 

@@ -449,9 +449,10 @@ class Simulator:
             kind = "trades"
         elif kind not in ("update", "snapshotL1"):
             kind = ""
-        if not kind or not rest or (kind == "trades") != (conn.stream == "main"):
-            # (book topics sent to a main socket and trades to an OSS one are unknown)
+        if not kind or not rest:
             return _error(1005, "Topic provided does not exist.", arg)
+        if (kind == "trades") != (conn.stream == "main"):
+            return b""  # book topics on a main socket: silently left out of the ack
         grouping: int | None = None
         symbol = rest
         head, us, tail = rest.rpartition("_")
@@ -477,7 +478,8 @@ class Simulator:
         for arg in args:
             resolved = self._resolve(conn, arg)
             if isinstance(resolved, bytes):
-                self._send(conn, resolved)
+                if resolved:
+                    self._send(conn, resolved)
                 continue
             if (
                 arg not in conn.topics
@@ -546,7 +548,8 @@ class Simulator:
         for arg in args:
             resolved = self._resolve(conn, arg)
             if isinstance(resolved, bytes):
-                self._send(conn, resolved)
+                if resolved:
+                    self._send(conn, resolved)
                 continue
             kind, symbol, grouping = resolved
             if kind == "trades":
