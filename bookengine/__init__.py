@@ -43,10 +43,14 @@ from bookengine.events import (
     Subscribed,
     SyncStatus,
     TopOfBook,
+    Trade,
+    TradeGap,
     Unsubscribed,
 )
 from bookengine.feed import Connected, Feed, FeedEvent, FeedStats, FeedTap, Reconnecting
-from bookengine.sync import BookSync, RecoveryPolicy, SyncStats, TopicStats
+from bookengine.instruments import Instrument, Instruments, InstrumentsUnavailable
+from bookengine.sync import BookSync, RecoveryPolicy, SyncStats, TopicStats, Units
+from bookengine.trades import TradeSync
 from bookengine.wire import Topic, book_topic, is_futures, l1_topic, stream_key
 
 __version__ = "0.1.0"
@@ -69,6 +73,9 @@ __all__ = [
     "FeedTap",
     "FrameError",
     "IllegalTransition",
+    "Instrument",
+    "Instruments",
+    "InstrumentsUnavailable",
     "L1Quote",
     "LevelError",
     "MissingExtra",
@@ -89,6 +96,10 @@ __all__ = [
     "TopOfBook",
     "TopicError",
     "TopicStats",
+    "Trade",
+    "TradeGap",
+    "TradeSync",
+    "Units",
     "Unsubscribed",
     "book_topic",
     "is_futures",

@@ -30,6 +30,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from itertools import chain, repeat
 from math import inf
 from operator import index, truediv
@@ -93,6 +94,16 @@ def price_parts(text: object) -> tuple[int, int]:
             _parts_cache.clear()
         _parts_cache[text] = parts
     return parts
+
+
+def multiply_decimal(size: float, factor: str) -> float:
+    """size * factor (a decimal string) as the float nearest the exact decimal product:
+    60672 contracts x "0.00001" is 0.60672, never 0.6067200000000001."""
+    mantissa, exp10 = price_parts(factor)
+    if size == int(size) and abs(size) < 2**53:
+        whole = int(size) * mantissa
+        return float(whole * _POW10[exp10]) if exp10 >= 0 else whole / _POW10[-exp10]
+    return float(Decimal(repr(size)) * Decimal(factor))
 
 
 def to_number(text: object) -> float:
@@ -234,6 +245,8 @@ class OrderBook:
         "symbol",
         "seq",
         "exchange_ms",
+        "tick",
+        "size_factor",
         "_bids",
         "_asks",
         "_best_bid",
@@ -246,6 +259,9 @@ class OrderBook:
         self.symbol = symbol
         self.seq: int | None = None  # the seqNum of the last snapshot/delta (BookSync sets it)
         self.exchange_ms: int | None = None  # its exchange timestamp, if it carried one
+        self.tick: str | None = None  # the price grid, when instruments are known
+        # sizes are handed out times this (a contract size: base coin); None: as sent
+        self.size_factor: str | None = None
         self._bids: Side = {}
         self._asks: Side = {}
         self._best_bid: float = -inf  # a key (int), or -inf / +inf for an empty side
@@ -366,12 +382,21 @@ class OrderBook:
     def best_bid(self) -> tuple[float, float] | None:
         """(price, size) of the highest bid, or None on an empty side."""
         best = self._best_bid
-        return None if best == -inf else (best / self._scale, self._bids[best])
+        if best == -inf:
+            return None
+        size = self._bids[best]
+        return best / self._scale, size if self.size_factor is None else self._size(size)
 
     @property
     def best_ask(self) -> tuple[float, float] | None:
         best = self._best_ask
-        return None if best == inf else (best / self._scale, self._asks[best])
+        if best == inf:
+            return None
+        size = self._asks[best]
+        return best / self._scale, size if self.size_factor is None else self._size(size)
+
+    def _size(self, size: float) -> float:
+        return size if self.size_factor is None else multiply_decimal(size, self.size_factor)
 
     @property
     def top(self) -> tuple[float | None, float | None, float | None, float | None]:
@@ -403,10 +428,16 @@ class OrderBook:
         return self.bids(n), self.asks(n)
 
     def bids(self, n: int | None = None) -> Levels:
-        return self._levels(self._bids, True, n)
+        return self._converted(self._levels(self._bids, True, n))
 
     def asks(self, n: int | None = None) -> Levels:
-        return self._levels(self._asks, False, n)
+        return self._converted(self._levels(self._asks, False, n))
+
+    def _converted(self, levels: Levels) -> Levels:
+        factor = self.size_factor
+        if factor is None:
+            return levels
+        return [(price, multiply_decimal(size, factor)) for price, size in levels]
 
     def _levels(self, side: Side, descending: bool, n: int | None) -> Levels:
         # Sorted only when asked: a few microseconds for n <= 50 (benchmarks/bench_book.py).
@@ -429,7 +460,7 @@ class OrderBook:
         shift = exp10 + self._decimals
         if shift < 0:
             return 0.0  # finer than any price in the book
-        return levels.get(mantissa * _POW10[shift], 0.0)
+        return self._size(levels.get(mantissa * _POW10[shift], 0.0))
 
     @property
     def bid_levels(self) -> int:
@@ -445,9 +476,10 @@ class OrderBook:
     def digest(self, n: int = 10) -> str:
         """Short deterministic hash of the top `n` levels: equal books give equal digests,
         whatever spelling or update order built them. Used to prove replay == live."""
-        packed = array("d", chain.from_iterable(self.bids(n)))
+        # of the sizes as sent, whatever units they are handed out in
+        packed = array("d", chain.from_iterable(self._levels(self._bids, True, n)))
         packed.append(-1.0)  # separates the sides: no real price or size is negative
-        packed.extend(chain.from_iterable(self.asks(n)))
+        packed.extend(chain.from_iterable(self._levels(self._asks, False, n)))
         return hashlib.blake2b(packed.tobytes(), digest_size=8).hexdigest()
 
     def snapshot(self) -> BookSnapshot:
@@ -458,7 +490,7 @@ class OrderBook:
         )
 
     def as_dict(self) -> tuple[dict[float, float], dict[float, float]]:
-        """Copies of both sides (price -> size), for comparisons with a reference."""
+        """Copies of both sides (price -> size as sent), for comparisons with a reference."""
         scale = self._scale
         return (
             {k / scale: v for k, v in self._bids.items()},

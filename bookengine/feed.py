@@ -46,7 +46,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bookengine import naming
 from bookengine.book import OrderBook
-from bookengine.errors import ArgumentError, ExchangeError
+from bookengine.errors import ArgumentError, BookEngineError, ExchangeError
 from bookengine.events import (
     BadFrame,
     BookUpdate,
@@ -59,7 +59,8 @@ from bookengine.events import (
     Trade,
     TradeGap,
 )
-from bookengine.sync import BookSync, RecoveryPolicy, TopicStats
+from bookengine.instruments import Instruments
+from bookengine.sync import BookSync, RecoveryPolicy, TopicStats, Units
 from bookengine.trades import TradeSync
 from bookengine.wire import (
     HOSTS,
@@ -213,6 +214,8 @@ class Feed:
         tap: FeedTap | None = None,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         max_connections: int = MAX_CONNECTIONS,
+        sizes: str = "contracts",
+        instruments: Instruments | None = None,
     ) -> None:
         if isinstance(topics, str):
             topics = [topics]  # one symbol, not its letters
@@ -244,6 +247,11 @@ class Feed:
         self.close_timeout = close_timeout
         self.tap = tap
         self.max_frame_bytes = max_frame_bytes
+        if sizes not in ("contracts", "base"):
+            raise ArgumentError(f"sizes must be 'contracts' (as sent) or 'base', got {sizes!r}")
+        self.sizes = sizes  # what the events carry: "base" falls back to "contracts" (warned)
+        self.instruments = instruments
+        self._url = url
         plan = _plan(wanted, url)
         if len(plan) > max_connections:
             raise ArgumentError(
@@ -269,9 +277,42 @@ class Feed:
     async def start(self) -> None:
         if self._tasks:
             return
+        await self._load_units()
         self._tasks.append(asyncio.create_task(self._dispatch(), name="bookengine-dispatch"))
         for conn in self._connections:
             self._tasks.append(asyncio.create_task(conn.run(), name=f"bookengine-conn-{conn.id}"))
+
+    async def _load_units(self) -> None:
+        """With `sizes="base"` (or given instruments): every book learns its tick and, for
+        futures, its contract size. Without metadata the feed runs in contracts, warned."""
+        if self.instruments is None and self.sizes == "base":
+            try:
+                self.instruments = await asyncio.to_thread(
+                    Instruments.fetch, self._url, timeout=5.0, retries=2
+                )
+            except BookEngineError as exc:
+                log.warning("sizes='base' needs instrument metadata: %s; sizes stay in "
+                            "contracts, as sent", exc)  # fmt: skip
+                self.sizes = "contracts"
+                return
+        if self.instruments is None:
+            return
+        units: dict[str, Units] = {}
+        missing = []
+        for conn in self._connections:
+            for topic in conn.topics:
+                symbol = Topic.parse(topic).symbol
+                instrument = self.instruments.get(symbol)
+                if instrument is None:
+                    missing.append(symbol)
+                    continue
+                factor = instrument.contract_size if instrument.futures else None
+                units[symbol] = Units(instrument.tick, factor if self.sizes == "base" else None)
+        if missing and self.sizes == "base":
+            log.warning("no instrument metadata for %s: their sizes stay in contracts",
+                        ", ".join(sorted(set(missing))))  # fmt: skip
+        for conn in self._connections:
+            conn.sync.set_units(units)
 
     async def close(self) -> None:
         """Close every socket and stop; pending callbacks are delivered first, for at most

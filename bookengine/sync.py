@@ -67,13 +67,13 @@ import math
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from bookengine import book as _book_module
 from bookengine import naming
-from bookengine.book import OrderBook, TopKeys, size_value, to_number
+from bookengine.book import OrderBook, TopKeys, multiply_decimal, size_value, to_number
 from bookengine.errors import (
     ArgumentError,
     BookEngineError,
@@ -112,6 +112,15 @@ _ANY = frozenset(SyncStatus)
 _FAILED = frozenset({_S.OUT_OF_SYNC, _S.FAILING})
 _SUBSCRIBED = frozenset({_S.WAITING, _S.SYNCED, _S.OUT_OF_SYNC, _S.FAILING})
 # reason -> (the statuses it may leave, the statuses it may lead to): the table above
+class Units(NamedTuple):
+    """What instruments metadata tells a book: its tick, and the factor its sizes are
+    handed out times (a futures contract size, for sizes in base coin)."""
+
+    tick: str | None
+    size_factor: str | None
+
+
+_NO_UNITS = Units(None, None)
 _TRANSITIONS: dict[Reason, tuple[frozenset[SyncStatus], frozenset[SyncStatus]]] = {
     Reason.SUBSCRIBED: (_ANY, frozenset({_S.WAITING})),
     Reason.SNAPSHOT: (frozenset({_S.WAITING, *_FAILED}), frozenset({_S.SYNCED})),
@@ -293,12 +302,21 @@ class BookSync:
         self._pending: dict[str, int] = {}  # key -> since when we wait for its snapshot
         self._retries: dict[str, tuple[int, Reason]] = {}  # key -> (when, why) to resubscribe
         self.pending_actions: list[Resubscribe] = []  # for the driver: see take_actions()
+        self._units: dict[str, Units] = {}  # symbol -> its tick and size factor
         self.stats = SyncStats()
         # Reads well-formed deltas straight from the bytes (C accelerator; None without it).
         scanner = _book_module.Scanner
         self._scanner = scanner() if scanner is not None else None
 
     # --- what the I/O layer tells us -------------------------------------------------
+
+    def set_units(self, units: dict[str, Units]) -> None:
+        """Instrument metadata per socket name: each book learns its tick, and hands out
+        sizes times `size_factor` (contracts -> base coin), in its queries and in the
+        TopOfBook / L1Quote events (`Feed(sizes="base")` sets it)."""
+        self._units = dict(units)
+        for state in self._books.values():
+            state.book.tick, state.book.size_factor = self._units.get(state.symbol, _NO_UNITS)
 
     def take_actions(self) -> list[Resubscribe]:
         """Drain what the driver must do now (resubscribe these topics), oldest first.
@@ -316,6 +334,7 @@ class BookSync:
             state = self._books.get(topic.key)
             if state is None:
                 state = self._books[topic.key] = _Book(topic, text)
+                state.book.tick, state.book.size_factor = self._units.get(state.symbol, _NO_UNITS)
                 self.stats.topics[topic.key] = state.stats
             state.topic = text
             self._subscribed[topic.key] = state
@@ -584,6 +603,10 @@ class BookSync:
             raise FrameError("snapshotL1: bids/asks must be lists")
         bid_price, bid_size = _l1_level(bids)
         ask_price, ask_size = _l1_level(asks)
+        factor = state.book.size_factor
+        if factor is not None:  # contracts -> base coin, exactly
+            bid_size = None if bid_size is None else multiply_decimal(bid_size, factor)
+            ask_size = None if ask_size is None else multiply_decimal(ask_size, factor)
         quote = L1Quote(
             arrival_ns,
             _timestamp(data),
@@ -837,7 +860,16 @@ def _top_of_book(
     state: _Book, arrival_ns: int, timestamp: int | None, seq: int, top: TopKeys
 ) -> TopOfBook:
     """The one place a TopOfBook is built: `top` is (bid key, size, ask key, size)."""
-    scale = state.book._scale
+    book = state.book
+    scale = book._scale
+    if book.size_factor is not None:  # contracts -> base coin, exactly
+        bid_size, ask_size = top[1], top[3]
+        top = (
+            top[0],
+            None if bid_size is None else book._size(bid_size),
+            top[2],
+            None if ask_size is None else book._size(ask_size),
+        )
     return _new(
         TopOfBook,
         (

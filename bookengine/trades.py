@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from bookengine import naming
-from bookengine.book import OrderBook
+from bookengine.book import OrderBook, multiply_decimal
 from bookengine.errors import ArgumentError, BookEngineError, TopicError
 from bookengine.events import (
     BadFrame,
@@ -48,7 +48,7 @@ from bookengine.events import (
     TradeGap,
     Unsubscribed,
 )
-from bookengine.sync import SyncStats, TopicStats
+from bookengine.sync import SyncStats, TopicStats, Units
 from bookengine.wire import Ack, ErrorMessage, Topic, decode_parsed, stream_key
 
 _loads = orjson.loads
@@ -89,6 +89,7 @@ class TradeSync:
         self._subscribed: dict[str, _Stream] = {}
         self.pending_actions: list[Resubscribe] = []  # never any: no sequence to resync
         self._keys: dict[str, str] = {}  # data.symbol as sent -> stream key
+        self._factors: dict[str, str] = {}  # symbol -> size factor (contracts -> base)
         self.stats = SyncStats()
 
     # --- what the I/O layer tells us -------------------------------------------------
@@ -127,6 +128,10 @@ class TradeSync:
                 stream, SyncStatus.OUT_OF_SYNC, Reason.CONNECTION_LOST, now_ns, events
             )
         return events
+
+    def set_units(self, units: dict[str, Units]) -> None:
+        """Trades hand out sizes times each symbol's `size_factor` (see BookSync)."""
+        self._factors = {s: u.size_factor for s, u in units.items() if u.size_factor}
 
     def check_timeouts(self, now_ns: int) -> list[Event]:
         """Nothing to time: a quiet market sends no trades, and that is not a failure."""
@@ -239,6 +244,7 @@ class TradeSync:
         if stream.status is not SyncStatus.SYNCED:
             self._set_status(stream, SyncStatus.SYNCED, Reason.SNAPSHOT, arrival_ns, events)
         seen, order = stream.seen, stream.order
+        factor = self._factors.get(stream.symbol)
         for timestamp, trade_id, price, size, side in trades:
             if trade_id in seen:
                 stats.duplicate_trades += 1
@@ -247,6 +253,8 @@ class TradeSync:
             order.append(trade_id)
             if len(order) > self._remember:
                 seen.discard(order.popleft())
+            if factor is not None:  # contracts -> base coin, exactly
+                size = multiply_decimal(size, factor)
             trade = Trade(
                 arrival_ns, timestamp, stream.symbol, price, size, side, trade_id, batch
             )

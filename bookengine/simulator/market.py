@@ -15,11 +15,13 @@ from __future__ import annotations
 import random
 from array import array
 from collections import deque
+from decimal import Decimal
 from itertools import chain
 from typing import TypeAlias
 
 import orjson
 
+from bookengine import naming
 from bookengine.errors import ArgumentError
 from bookengine.wire import is_futures
 
@@ -78,6 +80,7 @@ class MarketModel:
         self.topic = f"update:{symbol}_{grouping}"
         self.futures = is_futures(symbol)
         mid_price, decimals, contracts = _MARKETS.get(symbol.split("-")[0], _OTHER)
+        self.contracts_per_coin = contracts
         self.decimals = decimals
         self.size_decimals = 0 if self.futures else 4
         self._width = GROUPING_TICKS[grouping]  # full-precision ticks per price step
@@ -233,6 +236,34 @@ class MarketModel:
         if best_ask and ask_units > self.asks.get(best_ask, 0):
             trades.append((self.price(best_ask), ask_units - self.asks.get(best_ask, 0), "BUY"))
         return trades
+
+    def market_row(self) -> dict[str, object]:
+        """This market as BTSE's markets API describes it (consistent with what it
+        streams: the price grid, the size units, the contract size)."""
+        names = naming.names(self.symbol)
+        base, _, quote = self.symbol.partition("-")
+        if self.futures:
+            kind = "FuturesTimeBased" if not self.symbol.endswith("-PERP") else "FuturesPerpetual"
+            quote = "USDT"
+        else:
+            kind = "Spot"
+        size_step = "1" if not self.size_decimals else f"0.{'0' * (self.size_decimals - 1)}1"
+        tick = f"0.{'0' * (self.decimals - 1)}1" if self.decimals else "1"
+        return {
+            "symbol": names.markets_api,
+            "type": kind,
+            "tradeCurrency": self.symbol,
+            "baseCurrency": base,
+            "quoteCurrency": quote,
+            "active": True,
+            "minPriceIncrement": tick,
+            "pricePrecision": self.decimals,
+            "minSizeIncrement": size_step,
+            "sizePrecision": self.size_decimals,
+            "contractSize": (
+                format(Decimal(1) / Decimal(self.contracts_per_coin), "f") if self.futures else "1"
+            ),
+        }
 
     def restart_chain(self, seq: int | None = None) -> None:
         """Fault: the exchange restarts this topic's sequence with a new, lower chain. The

@@ -28,6 +28,7 @@ from websockets.http11 import Request, Response
 
 from bookengine import naming
 from bookengine.errors import ArgumentError, TopicError
+from bookengine.instruments import MARKETS_PATH
 from bookengine.simulator.faults import Faults, Injected
 from bookengine.simulator.market import HISTORY, MarketModel
 from bookengine.wire import (
@@ -165,6 +166,8 @@ class Simulator:
         self._ticker: asyncio.Task[None] | None = None
         self._refuse_until = 0.0
         self._refuse_how = "503"
+        # a test may serve broken metadata: these bytes answer the markets API instead
+        self.markets_override: bytes | None = None
         self._frames_sent = 0
         self._trade_id = 1_000_000  # tradeIds: one increasing count for every market
         self._connections_total = 0
@@ -291,9 +294,21 @@ class Simulator:
                 response.headers["Location"] = f"https://{self.host}:{self.port}{request.path}"
                 return response
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "refusing connections\n")
+        if request.path.split("?", 1)[0] == MARKETS_PATH:  # the markets API, plain HTTP
+            response = connection.respond(HTTPStatus.OK, self.markets_reply().decode())
+            response.headers["Content-Type"] = "application/json"
+            return response
         if request.path not in _SERVED:
             return connection.respond(HTTPStatus.NOT_FOUND, f"serving {', '.join(_SERVED)}\n")
         return None
+
+    def markets_reply(self) -> bytes:
+        """BTSE's `GET /public-api/market/v1/markets` for the listed symbols, consistent
+        with what is streamed (tick = the price grid, contract sizes on futures)."""
+        if self.markets_override is not None:
+            return self.markets_override
+        rows = [MarketModel(symbol, seed=self.seed).market_row() for symbol in self.symbols]
+        return orjson.dumps({"data": {"symbols": rows}, "code": 1, "msg": "Success"})
 
     async def _handle(self, ws: ServerConnection) -> None:
         if time.monotonic() < self._refuse_until and self._refuse_how == "accept_close":
