@@ -8,7 +8,17 @@ import logging
 import sys
 
 # name -> module in recorder.commands; each module has HELP, add_arguments(parser), run(args).
-COMMANDS = ("demo", "simulate", "watch", "record", "info", "verify", "replay", "export")
+COMMANDS = (
+    "demo",
+    "simulate",
+    "watch",
+    "record",
+    "info",
+    "verify",
+    "replay",
+    "export",
+    "instruments",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

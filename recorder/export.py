@@ -193,6 +193,7 @@ def export(
     end_ns: int | None = None,
     skip_damaged: bool = False,
     trades: bool = False,
+    sizes: str = "contracts",
 ) -> tuple[Path, int, ReplayStats]:
     """Replay `paths` and write the series to `out`; returns (path, rows, replay stats).
     Nothing is written if the replay fails (a damaged block without `skip_damaged`).
@@ -200,7 +201,12 @@ def export(
     Raises what `Replay` raises, `ArgumentError` for an unknown output type or bad
     depth/interval, `MissingExtra` for Parquet without pyarrow."""
     replay = Replay(
-        paths, symbols=symbols, start_ns=start_ns, end_ns=end_ns, skip_damaged=skip_damaged
+        paths,
+        symbols=symbols,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        skip_damaged=skip_damaged,
+        sizes=sizes,
     )
     if trades and (depth or interval_ms is not None):
         raise ArgumentError("trades is a table of its own: no depth or interval with it")

@@ -40,7 +40,8 @@ from bookengine.events import (
     TradeGap,
 )
 from bookengine.feed import CLOSED_BY_APP
-from bookengine.sync import BookSync, RecoveryPolicy
+from bookengine.instruments import Instruments
+from bookengine.sync import BookSync, RecoveryPolicy, Units
 from bookengine.trades import TradeSync
 from bookengine.wire import Topic
 from recorder import format as fmt
@@ -105,6 +106,7 @@ class _Session:
     connections: dict[int, list[str]] = field(default_factory=dict)  # header: conn -> topics
     seek_subscribed: bool = False  # a seek subscribed them at the window's start
     start_ns: int | None = None  # header: when the session began
+    units: dict[str, Units] = field(default_factory=dict)  # sizes="base": from the header
 
 
 class Replay:
@@ -129,6 +131,7 @@ class Replay:
         book_updates: bool = False,
         snapshot_timeout_s: float | None = None,
         skip_damaged: bool = False,
+        sizes: str = "contracts",
     ) -> None:
         self.files = recording_files(paths)
         if not self.files:
@@ -143,6 +146,9 @@ class Replay:
         self.book_updates = book_updates
         self.snapshot_timeout_s = snapshot_timeout_s
         self.skip_damaged = skip_damaged
+        if sizes not in ("contracts", "base"):
+            raise ArgumentError(f"sizes must be 'contracts' (as sent) or 'base', got {sizes!r}")
+        self.sizes = sizes
         self.stats = ReplayStats()
         self._sessions: dict[str | None, _Session] = {}
         self._session = _Session()  # the session being replayed
@@ -163,6 +169,8 @@ class Replay:
                     snapshot_timeout_s=timeout,
                     recovery=self._session.recovery,
                 )
+            if self._session.units:
+                sync.set_units(self._session.units)
             self._session.syncs[conn_id] = sync
         return sync
 
@@ -189,6 +197,7 @@ class Replay:
                 calls_recorded=(header or {}).get("calls") is True,
                 connections=_connections(header),
                 start_ns=_int((header or {}).get("start_ns")),
+                units=self._units(header),
             )
         self._session = self._sessions[key]
 
@@ -339,6 +348,30 @@ class Replay:
             events = ()
         sync.take_actions()
         return events
+
+    def _units(self, header: dict[str, Any] | None) -> dict[str, Units]:
+        """With sizes="base": the units of the instruments the recorder stored (the
+        metadata of that day, offline); none stored: sizes as sent, with a warning."""
+        if self.sizes != "base":
+            return {}
+        stored = (header or {}).get("instruments")
+        problem = "no instruments in its header"
+        if isinstance(stored, dict) and isinstance(stored.get("markets"), list):
+            reply = orjson.dumps({"data": {"symbols": stored["markets"]}})
+            try:
+                fetched_at = float(stored.get("fetched_at") or 0.0)
+                instruments = Instruments(reply, fetched_at, str(stored.get("source")))
+            except (ValueError, ArgumentError) as exc:
+                problem = str(exc)
+            else:
+                problem = ""
+        if problem:
+            log.warning("replay: a session without usable instrument metadata (%s): "
+                        "sizes stay as sent", problem)  # fmt: skip
+            return {}
+        return {
+            i.symbol: Units(i.tick, i.contract_size if i.futures else None) for i in instruments
+        }
 
     def _sent(self, conn: int, ns: int, payload: bytes, opened: dict[int, int]) -> list[Event]:
         """The live Feed calls BookSync.subscribe once per session, with the open time."""

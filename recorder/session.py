@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +22,15 @@ from pathlib import Path
 import orjson
 
 from bookengine import __version__
+from bookengine.errors import BookEngineError
 from bookengine.events import Event, StatusChanged
 from bookengine.feed import CLOSED_BY_APP, Feed
+from bookengine.instruments import Instruments
 from bookengine.sync import RecoveryPolicy
+from bookengine.wire import Topic
 from recorder.writer import RecorderError, RecorderSink, RecordingWriter
+
+log = logging.getLogger(__name__)
 
 
 class RecorderTap:
@@ -128,6 +134,15 @@ async def record_session(
 
     # made first (no I/O yet): the header lists which topics each connection carries
     feed = Feed(topics, url=url, on_error=on_error, trades=trades, **options)
+    # the instruments of the day, so a replay years later converts units offline
+    instruments = feed.instruments
+    if instruments is None:
+        try:
+            instruments = await asyncio.to_thread(Instruments.fetch, url, timeout=5.0, retries=2)
+        except BookEngineError as exc:
+            log.warning("recording without instrument metadata (%s): replays can only "
+                        "give sizes as sent", exc)  # fmt: skip
+    used = sorted({Topic.parse(t).symbol for t in feed.topics})
     metadata = {
         "symbols": topics,
         "url": url,
@@ -140,6 +155,7 @@ async def record_session(
         "calls": True,  # the Feed's calls into BookSync are recorded (CALL records)
         # conn id -> the topics it subscribes: a replay that seeks past the subscribe
         "connections": {str(conn): list(subs) for conn, _, subs in feed.connections},
+        "instruments": None if instruments is None else instruments_record(instruments, used),
     }
     writer = RecordingWriter(out_dir, metadata, rotate_s=rotate_s, max_bytes=max_bytes)
     sink = RecorderSink(writer)
@@ -223,6 +239,13 @@ def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:
             sink.write_checkpoint(conn_id, now, orjson.dumps(frame))
             written = True
     return written
+
+
+def instruments_record(instruments: Instruments, symbols: list[str]) -> dict[str, object]:
+    """The header's `instruments`: the markets rows of `symbols` exactly as fetched, with
+    when and where from (a replay rebuilds `Instruments` from them, offline)."""
+    rows = [i.row for i in instruments if i.symbol in symbols]
+    return {"fetched_at": instruments.fetched_at, "source": instruments.source, "markets": rows}
 
 
 def _plain(number: float) -> str:

@@ -10,6 +10,13 @@ HELP = "export top-of-book series, depth snapshots or trades to numpy (.npz) or 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sizes",
+        choices=("contracts", "base"),
+        default="contracts",
+        help="futures sizes as sent (contracts) or in base coin, with the instrument "
+        "metadata stored in the recording",
+    )
     add_range_arguments(parser)
     parser.add_argument("--to-file", "-o", dest="out", required=True, help="out.npz or out.parquet")
     parser.add_argument("--depth", type=int, default=0, help="0: top of book; N: N levels per side")
@@ -51,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             end_ns=end,
             skip_damaged=args.skip_damaged,
             trades=args.trades,
+            sizes=args.sizes,
         )
     except (FileNotFoundError, ValueError, RuntimeError) as exc:  # CorruptBlock included
         raise SystemExit(f"export: {exc}") from None

@@ -12,6 +12,13 @@ HELP = "replay recordings through the book engine (fast, paced or from a time)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sizes",
+        choices=("contracts", "base"),
+        default="contracts",
+        help="futures sizes as sent (contracts) or in base coin, with the instrument "
+        "metadata stored in the recording",
+    )
     add_range_arguments(parser)
     parser.add_argument(
         "--speed", type=float, default=None, help="pace by recorded time: 1 = real time, 10 = 10x"
@@ -38,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
             symbols=symbols,
             speed=args.speed,
             skip_damaged=args.skip_damaged,
+            sizes=args.sizes,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"replay: {exc}") from None

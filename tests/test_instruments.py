@@ -1,0 +1,143 @@
+"""Instrument metadata: the markets API, the cache, exact units, and the feed's fallback."""
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from decimal import Decimal
+
+import pytest
+from simclient import FAST, run
+
+from bookengine import Feed, TopOfBook
+from bookengine.instruments import Instruments, InstrumentsUnavailable
+from bookengine.simulator import Simulator
+from recorder.replay import Replay
+from recorder.session import record_session
+
+# a perpetual row as BTSE's markets API sends it (PROTOCOL.md), and a spot one
+PERP = {"symbol": "BTC-PERP-USDT", "type": "FuturesPerpetual", "tradeCurrency": "BTC-PERP",
+        "baseCurrency": "BTC", "quoteCurrency": "USDT", "active": True,
+        "minPriceIncrement": "0.1", "pricePrecision": 1, "minSizeIncrement": "1",
+        "sizePrecision": 0, "contractSize": "0.00001"}  # fmt: skip
+SPOT = {"symbol": "BTC-USD", "type": "Spot", "baseCurrency": "BTC", "quoteCurrency": "USD",
+        "active": True, "minPriceIncrement": "0.5", "minSizeIncrement": "0.00001"}  # fmt: skip
+
+
+def reply(*rows) -> bytes:
+    return json.dumps({"data": {"symbols": list(rows)}, "code": 1, "msg": "Success"}).encode()
+
+
+def test_lookup_by_any_spelling_and_exact_units():
+    instruments = Instruments(reply(PERP, SPOT, {"symbol": "junk"}), 0.0, "test")
+    perp = instruments["BTCPFC"]
+    assert perp is instruments["BTC-PERP-USDT"] is instruments["btc-perp"]
+    assert (perp.symbol, perp.kind, perp.contract_size) == ("BTC-PERP", "perpetual", "0.00001")
+    assert repr(perp.to_base(60672.0)) == "0.60672"  # exact, not float drift
+    assert perp.to_base(3.0) == float(Decimal(3) * Decimal("0.00001"))
+    assert perp.round_price(86540.63) == 86540.6 and perp.round_price(86540.61, "up") == 86540.7
+    spot = instruments["btc-usd"]
+    assert spot.round_size(0.123456) == 0.12345 and spot.round_price("100.24") == 100.0
+    assert spot.to_base(0.5) == 0.5 and len(instruments) == 2 and instruments.skipped
+    with pytest.raises(KeyError, match="ETH-PERP"):
+        instruments["ETH-PERP"]
+
+
+@pytest.mark.parametrize("bad", [b"not json", b"{}", reply({"symbol": "X"}), b"[1, 2]"])
+def test_a_reply_without_usable_markets_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="markets|JSON|market"):
+        Instruments(bad, 0.0, "test")
+
+
+def test_cache_round_trip_age_and_fallbacks(tmp_path):
+    cache = tmp_path / "markets.json"
+    Instruments(reply(PERP), time.time() - 7200, "test").save(cache)
+    loaded = Instruments.load(cache)
+    assert loaded["BTC-PERP"].contract_size == "0.00001" and 7100 < loaded.age_s < 7300
+    # fresh enough: no network asked at all (the URL is unreachable)
+    got = Instruments.get_or_cache("http://127.0.0.1:1", cache, max_age_s=3 * 3600, retries=1)
+    assert got.source.startswith("cache")
+    # too old and the API down: the stale cache, with a warning
+    stale = Instruments.get_or_cache("http://127.0.0.1:1", cache, max_age_s=60, retries=1)
+    assert stale["BTC-PERP"] is not None
+    with pytest.raises(InstrumentsUnavailable, match="127.0.0.1:1"):
+        Instruments.get_or_cache("http://127.0.0.1:1", tmp_path / "none.json", retries=1)
+
+
+@pytest.mark.integration
+def test_base_units_equal_contracts_times_contract_size_exactly_and_replay_offline(tmp_path):
+    async def body():
+        tops: list[TopOfBook] = []
+        async with Simulator(symbols=["BTC-USD", "BTC-PERP"], rate=200) as sim:
+            instruments = await asyncio.to_thread(Instruments.fetch, sim.url)
+            perp = instruments["BTC-PERP"]
+            assert perp.futures and perp.tick == "0.1"
+            feed = Feed(["BTC-PERP", "BTC-USD"], url=sim.url, sizes="base", on_top=tops.append,
+                        **FAST)  # fmt: skip
+            async with feed:
+                await feed.wait_synced(5)
+                await asyncio.sleep(0.5)
+                book = feed.book("BTC-PERP")
+                raw_bids, _ = book.as_dict()  # as sent: contracts
+                for price, size in book.bids(5):
+                    exact = Decimal(repr(raw_bids[price])) * Decimal(perp.contract_size)
+                    assert size == float(exact)  # decimal-exact
+                assert book.tick == "0.1" and feed.sizes == "base"
+                spot = feed.book("BTC-USD")
+                assert spot.best_bid[1] == spot.as_dict()[0][spot.best_bid[0]]  # spot: as is
+            perp_tops = [t for t in tops if t.symbol == "BTC-PERP"]
+            for top in perp_tops:  # whole contracts, exactly, in base coin
+                contracts = Decimal(repr(top.bid_size)) / Decimal(perp.contract_size)
+                assert contracts == contracts.to_integral_value() and perp_tops
+            await record_session(["BTC-PERP"], tmp_path, url=sim.url, duration=1.5,
+                                 feed_options=FAST, trades=False)  # fmt: skip
+            return perp
+
+    perp = run(body())
+    # the simulator is gone: the recording's own metadata converts
+    raw = [e for e in Replay([tmp_path]).events() if type(e) is TopOfBook]
+    base = [e for e in Replay([tmp_path], sizes="base").events() if type(e) is TopOfBook]
+    assert raw and len(base) == len(raw)
+    for r, b in zip(raw, base, strict=True):
+        assert b.bid_size == perp.to_base(r.bid_size) and b.ask_size == perp.to_base(r.ask_size)
+        assert b.bid_price == r.bid_price and b.seq == r.seq
+
+
+@pytest.mark.integration
+def test_bad_metadata_gives_a_clear_warning_and_the_feed_runs_in_contracts(caplog):
+    async def body():
+        async with Simulator(symbols=["BTC-PERP"], rate=100) as sim:
+            sim.markets_override = b"<html>maintenance</html>"
+            with caplog.at_level(logging.WARNING, logger="bookengine.feed"):
+                async with Feed(["BTC-PERP"], url=sim.url, sizes="base", **FAST) as feed:
+                    await feed.wait_synced(8)
+                    book = feed.book("BTC-PERP")
+                    assert feed.sizes == "contracts" and book.size_factor is None
+                    assert book.best_bid[1] == book.as_dict()[0][book.best_bid[0]]
+        assert any("sizes stay in contracts" in r.getMessage() for r in caplog.records)
+
+    run(body(), timeout=40)
+
+
+@pytest.mark.integration
+def test_instruments_cli_prints_the_table_from_the_simulator():
+    async def body():
+        async with Simulator(symbols=["BTC-USD", "BTC-PERP"]) as sim:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "recorder", "instruments", "--url", sim.url,
+                "BTC-PERP-USDT", "btc-usd",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            assert proc.returncode == 0, err
+            text = out.decode()
+            assert "BTC-PERP-USDT" in text and "0.001" in text and "2 of 2 markets" in text
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "recorder", "instruments", "--url", sim.url, "ETH-PERP",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err = await proc.communicate()
+            assert proc.returncode == 1 and b"ETH-PERP" in err
+
+    run(body(), timeout=60)
