@@ -39,7 +39,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -54,6 +54,7 @@ from bookengine.events import (
     ExchangeErrors,
     L1Quote,
     StatusChanged,
+    Subscribed,
     SyncStatus,
     TopOfBook,
     Trade,
@@ -175,6 +176,7 @@ class FeedStats:
     conflated: int = 0
     dropped: int = 0
     dropped_status: int = 0
+    dropped_trades: int = 0  # only ever when the queue held nothing but trades
     unsolicited: int = 0
     resubscribes: int = 0
     latency: dict[str, dict[str, float | None]] = field(default_factory=dict)
@@ -362,10 +364,11 @@ class Feed:
         deadline = time.monotonic() + timeout
         while True:
             # trade streams are not waited for: a quiet market may have no recent trades
-            statuses = {t: self.status(t) for t in self.topics if _stream_of(t) == "oss"}
-            rejected = [t for t, s in statuses.items() if s is SyncStatus.UNSUBSCRIBED]
+            every = {t: self.status(t) for t in self.topics}
+            rejected = [t for t, s in every.items() if s is SyncStatus.UNSUBSCRIBED]
             if rejected:
                 raise ExchangeError(None, f"rejected: {', '.join(rejected[:10])}", rejected[0])
+            statuses = {t: s for t, s in every.items() if _stream_of(t) == "oss"}
             missing = [t for t, s in statuses.items() if s is not SyncStatus.SYNCED]
             if not missing:
                 return
@@ -406,10 +409,20 @@ class Feed:
 
     def last_trade(self, symbol: str) -> Trade | None:
         """The newest trade of `symbol` (any spelling), with `trades=True`."""
-        conn = self._conn_of(f"trades:{naming.canonical(symbol)}", None)
+        conn = self._conn_of(f"trades:{symbol}", None)
         if conn is None or not isinstance(conn.sync, TradeSync):
             return None
         return conn.sync.last_trade(symbol)
+
+    def trade_checkpoints(self) -> list[tuple[int, dict[str, Any]]]:
+        """(conn id, TradeSync.checkpoint() entry) of every trade stream (the recorder
+        writes them beside its book checkpoints)."""
+        return [
+            (conn.id, entry)
+            for conn in self._connections
+            if isinstance(conn.sync, TradeSync)
+            for entry in conn.sync.checkpoint()
+        ]
 
     def quote(self, topic: str) -> L1Quote | None:
         """The latest quote of a `snapshotL1:` stream (any spelling)."""
@@ -470,6 +483,8 @@ class Feed:
             else:
                 if type(event) is StatusChanged:
                     conn.status_changed(event)
+                elif type(event) is Subscribed and isinstance(conn.sync, TradeSync):
+                    conn.synced_once = True  # a quiet market may send no trade for long
                 self._queue(event)
             self._wake.set()
 
@@ -487,9 +502,18 @@ class Feed:
                     del others[i]
                     self._stats.dropped += 1
                     break
-            else:
-                others.popleft()
-                self._stats.dropped_status += 1
+            else:  # nothing but statuses and trades: a status goes first, a trade last
+                for i, queued in enumerate(others):
+                    if type(queued) not in _TRADES:
+                        del others[i]
+                        self._stats.dropped_status += 1
+                        break
+                else:
+                    others.popleft()
+                    self._stats.dropped_trades += 1
+                    if self._stats.dropped_trades == 1:
+                        log.warning("the consumer is so slow that trades are being dropped "
+                                    "(stats().dropped_trades)")  # fmt: skip
         others.append(event)
 
     def _latency_of(self, topic: str) -> TopicLatency:
@@ -579,13 +603,19 @@ def _stream_of(topic: str) -> str:
 def _plan(topics: list[str], url: str) -> list[tuple[str, list[str]]]:
     """Split topics over connections: one endpoint per market and stream (books on OSS,
     trades on the main socket), <= 100 topics each."""
-    by_url: dict[str, list[str]] = {}
+    by_url: dict[tuple[str, str], list[str]] = {}
     for topic in topics:
         parsed = Topic.parse(topic)
         market = naming.market(parsed.symbol)
-        by_url.setdefault(_endpoint(url, market, parsed.stream), []).append(topic)
+        endpoint = _endpoint(url, market, parsed.stream)
+        by_url.setdefault((endpoint, parsed.stream), []).append(topic)  # never mixed
+    if {e for e, s in by_url if s == "main"} & {e for e, s in by_url if s == "oss"}:
+        raise ArgumentError(
+            f"{url!r} is one full URL for books and trades, which BTSE serves on different "
+            "sockets: give a base URL (ws://host:port) or an OSS path (.../ws/oss/spot)"
+        )
     plan = []
-    for conn_url, group in by_url.items():
+    for (conn_url, _), group in by_url.items():
         for i in range(0, len(group), MAX_TOPICS_PER_CONNECTION):
             plan.append((conn_url, group[i : i + MAX_TOPICS_PER_CONNECTION]))
     return plan
@@ -593,6 +623,7 @@ def _plan(topics: list[str], url: str) -> list[tuple[str, list[str]]]:
 
 # dropped last when the queue is full (trades: never conflated, never dropped silently)
 _KEPT = (StatusChanged, Connected, Reconnecting, Trade, TradeGap)
+_TRADES = (Trade, TradeGap)
 
 
 def _endpoint(url: str, market: str, stream: str = "oss") -> str:

@@ -193,6 +193,7 @@ class TopicStats:
     trades: int = 0  # trades published
     duplicate_trades: int = 0  # seen before (the post-subscribe batch, a reconnect)
     trade_gaps: int = 0  # batches that did not reach back to the last trade seen
+    late_trades: int = 0  # trades older than one already put out (late frames)
 
     @property
     def frames(self) -> int:

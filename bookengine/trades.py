@@ -9,7 +9,8 @@ What it promises (PROTOCOL.md, "Public trades"):
 - Each trade once: trades are de-duplicated by `tradeId` (the batch of recent trades
   BTSE sends after every subscribe repeats trades already seen; so does a reconnect).
 - In exchange order: a frame's trades come out sorted by (timestamp, tradeId); a batch
-  may list them newest first.
+  may list them newest first. A trade that arrives after a newer one was already put out
+  (a late frame) is still put out, never lost, and counted (`TopicStats.late_trades`).
 - Holes said out loud: the first batch after a reconnect that does not reach back to the
   last trade seen is a possible hole (`TradeGap`), since trades between them may have
   been missed.
@@ -145,6 +146,43 @@ class TradeSync:
         actions, self.pending_actions = self.pending_actions, []
         return actions
 
+    # --- checkpoints: where a replay that seeks mid-session starts from -----------------
+
+    def checkpoint(self, keep: int = 200) -> list[dict[str, Any]]:
+        """What each stream has published so far (its last trade id, the latest `keep`
+        ids): a replay that seeks past a reconnect's batch knows what live already put
+        out, so it puts out nothing twice and nothing out of order."""
+        out = []
+        for stream in self._subscribed.values():
+            if stream.last_id is not None:
+                recent = list(stream.order)[-keep:]
+                out.append({"topic": stream.key, "trades": {"last_id": stream.last_id,
+                                                            "recent": recent}})  # fmt: skip
+        return out
+
+    def restore(self, checkpoint: dict[str, Any], now_ns: int) -> list[Event]:
+        """Load a `checkpoint()` entry into its (subscribed) stream: mid-session, synced,
+        no batch expected."""
+        stream = self._subscribed.get(str(checkpoint.get("topic")))
+        state = checkpoint.get("trades")
+        if stream is None or not isinstance(state, dict):
+            return []
+        last_id, recent = state.get("last_id"), state.get("recent")
+        if type(last_id) is not int or not isinstance(recent, list):
+            return []
+        stream.last_id = max(last_id, stream.last_id or last_id)
+        for trade_id in recent:
+            if type(trade_id) is int and trade_id not in stream.seen:
+                stream.seen.add(trade_id)
+                stream.order.append(trade_id)
+        while len(stream.order) > self._remember:
+            stream.seen.discard(stream.order.popleft())
+        stream.expect_batch = False
+        events: list[Event] = []
+        if stream.status is not SyncStatus.SYNCED:
+            self._set_status(stream, SyncStatus.SYNCED, Reason.SNAPSHOT, now_ns, events)
+        return events
+
     # --- queries (the driver-facing shape BookSync has) ------------------------------
 
     def status(self, item: str, grouping: int | None = 0) -> SyncStatus | None:
@@ -261,6 +299,8 @@ class TradeSync:
             stream.last = trade
             if stream.last_id is None or trade_id > stream.last_id:
                 stream.last_id = trade_id
+            else:  # older than one already out (a late frame): kept, counted
+                stats.late_trades += 1
             stats.trades += 1
             events.append(trade)
         return events

@@ -404,9 +404,12 @@ class Replay:
         replay must rebuild every book from the frames, or a divergence could hide."""
         if start is None:
             return []
-        text = orjson.loads(payload)["topic"]
-        topic = _topic(text)
+        checkpoint = orjson.loads(payload)
+        text = checkpoint["topic"]
         sync = self.sync(conn)
+        if isinstance(sync, TradeSync):  # a trade stream's published ids
+            return sync.restore(checkpoint, ns)
+        topic = _topic(text)
         if topic is None or sync.book(*topic) is not None:
             return []
         if sync.status(*topic) is None:

@@ -211,10 +211,12 @@ def _write_digests(feed: Feed, sink: RecorderSink) -> None:
 
 
 def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:
-    """Every synced book as a snapshot frame, so a replay can start here. False if none
-    is synced yet."""
+    """Every synced book as a snapshot frame, and every trade stream's published ids, so
+    a replay can start here. False if no book is synced yet."""
     now = time.time_ns()
     written = False
+    for conn_id, entry in feed.trade_checkpoints():
+        sink.write_checkpoint(conn_id, now, orjson.dumps(entry))
     for conn_id, _, topics in feed.connections:
         for topic in topics:
             book = feed.book(topic) if topic.startswith("update:") else None

@@ -105,3 +105,23 @@ def test_a_rejected_trade_topic_is_unsubscribed():
     )
     events = sync.feed(1, raw)
     assert [e.status for e in events if isinstance(e, StatusChanged)] == [SyncStatus.UNSUBSCRIBED]
+
+
+def test_a_late_trade_is_put_out_and_counted():
+    sync = subscribed()
+    sync.feed(1, frame((7, 1007, 1.0, 1, "BUY")))
+    (late,) = trades_of(sync.feed(2, frame((6, 1006, 1.0, 1, "BUY"))))
+    assert late.trade_id == 6 and sync.stats.topics["trades:BTC-PERP"].late_trades == 1
+
+
+def test_a_checkpoint_restores_what_live_put_out():
+    live = subscribed()
+    live.feed(1, frame((11, 1001, 1.0, 1, "BUY"), (12, 1002, 1.0, 1, "BUY")))
+    (entry,) = live.checkpoint()
+    seeking = subscribed()  # a replay that starts mid-session
+    seeking.restore(entry, 5)
+    # a reconnect's batch after the seek: only what live had not put out comes out
+    seeking.connection_lost(6)
+    seeking.subscribe([T], 7)
+    events = seeking.feed(8, frame((12, 1002, 1.0, 1, "BUY"), (13, 1003, 1.0, 1, "BUY")))
+    assert [t.trade_id for t in trades_of(events)] == [13]

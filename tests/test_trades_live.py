@@ -37,7 +37,7 @@ def test_the_model_prints_trades_at_the_touch_and_the_delta_takes_that_liquidity
 
 def test_the_simulator_serves_trades_on_the_main_endpoints_with_a_batch_first():
     async def body():
-        async with Simulator(symbols=SYMBOLS, rate=200) as sim:
+        async with Simulator(symbols=SYMBOLS, rate=200, trade_tape=True) as sim:
             book = await open_client(sim.futures_url)  # the market runs once subscribed
             await book.send(subscribe("update:BTC-PERP_0"))
             await asyncio.sleep(0.5)
@@ -63,7 +63,7 @@ def test_the_simulator_serves_trades_on_the_main_endpoints_with_a_batch_first():
 def test_feed_trades_are_each_once_in_order_and_equal_the_simulators_tape():
     async def body():
         got: list[Trade] = []
-        async with Simulator(symbols=SYMBOLS, rate=200) as sim:
+        async with Simulator(symbols=SYMBOLS, rate=200, trade_tape=True) as sim:
             feed = Feed(SYMBOLS, url=sim.url, trades=True, on_trade=got.append, **FAST)
             async with feed:
                 await feed.wait_synced(5)
@@ -93,7 +93,7 @@ def test_replayed_trades_equal_the_live_feeds_under_disconnects_and_export(tmp_p
             live.append(event)
 
     async def body():
-        async with Simulator(symbols=SYMBOLS, rate=200) as sim:
+        async with Simulator(symbols=SYMBOLS, rate=200, trade_tape=True) as sim:
 
             async def script():
                 await asyncio.sleep(1.0)
@@ -123,3 +123,66 @@ def test_replayed_trades_equal_the_live_feeds_under_disconnects_and_export(tmp_p
         truth = {t["tradeId"]: t["price"] for t in tapes[symbol]}
         prices = data["price"][data["symbol"] == symbol].tolist()
         assert prices == [truth[i] for i in ids]  # the simulator's touch prices
+
+
+def test_books_and_trades_never_share_a_socket():
+    from bookengine import ArgumentError
+
+    with pytest.raises(ArgumentError, match="different sockets"):
+        Feed(["BTC-USD"], url="ws://127.0.0.1:9/custom", trades=True)
+    feed = Feed(["BTC-USD"], url="ws://127.0.0.1:9/ws/oss/spot", trades=True)
+    assert sorted(url for _, url, _ in feed.connections) == [
+        "ws://127.0.0.1:9/ws/oss/spot",
+        "ws://127.0.0.1:9/ws/spot",
+    ]
+
+
+def test_a_quiet_trade_socket_is_of_use_once_acknowledged():
+    """No trades at all (rate 0): the backoff must still restart after each good socket."""
+    from bookengine import Reconnecting
+
+    async def body():
+        events = []
+        async with Simulator(symbols=["BTC-USD"], rate=0) as sim:
+            options = {**FAST, "backoff": (0.05, 2.0)}
+            feed = Feed(["BTC-USD"], url=sim.url, trades=True, on_status=events.append,
+                        **options)  # fmt: skip
+            async with feed:
+                trade_conn = next(i for i, url, _ in feed.connections if url.endswith("/ws/spot"))
+                for _ in range(4):
+                    await asyncio.sleep(0.5)
+                    await sim.disconnect_all()
+                await asyncio.sleep(0.5)
+        retries = [e for e in events if type(e) is Reconnecting and e.conn_id == trade_conn]
+        attempts = [e.attempt for e in retries]
+        assert len(attempts) == 4 and set(attempts) == {1}
+
+    run(body())
+
+
+def test_a_seek_puts_out_no_trade_twice_and_keeps_order(tmp_path):
+    live: list = []
+
+    def capture(conn_id, event):
+        if type(event) is Trade:
+            live.append(event)
+
+    async def body():
+        async with Simulator(symbols=SYMBOLS, rate=200) as sim:
+
+            async def script():
+                await asyncio.sleep(1.8)
+                await sim.disconnect_all()  # a reconnect batch inside the seek window
+
+            task = asyncio.create_task(script())
+            await record_session(
+                SYMBOLS, tmp_path, url=sim.url, duration=3.0, feed_options=FAST,
+                on_event=capture, checkpoint_interval=0.5,
+            )  # fmt: skip
+            await task
+
+    run(body(), timeout=30)
+    start = live[len(live) // 3].arrival_ns
+    expected = [t for t in live if t.arrival_ns >= start]
+    got = [e for e in Replay([tmp_path], start_ns=start).events() if type(e) is Trade]
+    assert expected and got == expected

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -138,6 +139,7 @@ class Simulator:
         preload: int = 0,
         history: int = HISTORY,
         compression: str | None = None,
+        trade_tape: bool = False,
     ) -> None:
         if rate < 0:
             raise ArgumentError("rate must be >= 0 deltas/s per topic")
@@ -155,6 +157,7 @@ class Simulator:
         self.preload = preload
         self.history = history
         self.compression = compression
+        self.trade_tape = trade_tape
         self.sent: dict[int, list[bytes]] = {}
         self.injected: list[Injected] = []
         self._topic_faults: dict[str, Faults] = {}
@@ -725,16 +728,26 @@ class Simulator:
             }
             trades.append(trade)
             topic.recent.appendleft(trade)  # newest first, as the batch lists them
-            if len(topic.tape) < 1_000_000:
+            if self.trade_tape:
                 topic.tape.append(trade)
+        frames: dict[str, bytes] = {}
         for conn_id, echo in list(topic.trade_subs.items()):
             conn = self._conns.get(conn_id)
-            if conn is not None:
-                frame = orjson.dumps({"topic": echo, "data": trades})
-                self._deliver(conn, (topic.key, "trades"), echo, self._trade_id, frame, faults)
+            if conn is None:
+                continue
+            if echo not in frames:
+                frames[echo] = orjson.dumps({"topic": echo, "data": trades})
+            # a trade stream's own faults (by the spelling subscribed), else the book's;
+            # without drop and reorder: BTSE's trade frames carry no sequence to tell by
+            mine = self._topic_faults.get(echo) or self._topic_faults.get(
+                f"trades:{model.symbol}", faults
+            )
+            mine = dataclasses.replace(mine, drop=0.0, reorder=0.0)
+            self._deliver(conn, (topic.key, "trades"), echo, self._trade_id, frames[echo], mine)
 
     def trades(self, symbol: str) -> list[dict[str, object]]:
-        """Every trade printed for `symbol` (any spelling), oldest first: the truth."""
+        """Every trade printed for `symbol` (any spelling), oldest first: the truth.
+        Kept only with `Simulator(trade_tape=True)` (tests): a long run would fill memory."""
         topic = self._topics.get((naming.canonical(symbol), 0))
         return [] if topic is None else list(topic.tape)
 
