@@ -72,7 +72,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from bookengine import book as _book_module
-from bookengine import naming
+from bookengine import framing, naming
 from bookengine.book import OrderBook, TopKeys, multiply_decimal, size_value, to_number
 from bookengine.errors import (
     ArgumentError,
@@ -82,31 +82,25 @@ from bookengine.errors import (
     TopicError,
 )
 from bookengine.events import (
-    BadFrame,
     BookUpdate,
     Event,
-    ExchangeErrors,
     L1Quote,
     Pong,
     Reason,
     Resubscribe,
     StatusChanged,
-    Subscribed,
     SyncStatus,
     TopOfBook,
-    Unsubscribed,
 )
-from bookengine.wire import Ack, ErrorMessage, Topic, decode_parsed, stream_key
+from bookengine.wire import Topic, stream_key
 
 _loads = orjson.loads
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (~2x faster)
 _NO_EVENTS: tuple[Event, ...] = ()
 _SYNCED = SyncStatus.SYNCED
-_SAMPLE = 200  # bytes of a bad frame kept in its event
 _MAX_ROUTES = 10_000  # (topic spelling, data.symbol) pairs remembered
 STRICT = False  # re-raise internal errors from feed() instead of reporting a BadFrame
 
-_CONNECTION_ERRORS = (1007, 1008)  # about the socket, not the topic they may name
 _S = SyncStatus
 _ANY = frozenset(SyncStatus)
 _FAILED = frozenset({_S.OUT_OF_SYNC, _S.FAILING})
@@ -665,32 +659,17 @@ class BookSync:
         return state
 
     def _control(self, arrival_ns: int, raw: bytes | str, msg: object) -> Sequence[Event]:
-        try:
-            message = decode_parsed(msg)
-        except BookEngineError as exc:
-            return self._bad(arrival_ns, raw, str(exc)[:300])
-        if isinstance(message, Ack):
-            self.stats.acks += 1
-            cls = Subscribed if message.event == "subscribe" else Unsubscribed
-            return [cls(arrival_ns, tuple(message.channels))]
-        if isinstance(message, ErrorMessage):
-            return self._errors(arrival_ns, message)
-        return self._bad(arrival_ns, raw, f"unexpected frame {type(message).__name__}")
+        return framing.control(self.stats, arrival_ns, raw, msg, self._reject)
 
-    def _errors(self, arrival_ns: int, message: ErrorMessage) -> Sequence[Event]:
-        self.stats.error_frames += 1
-        events: list[Event] = [ExchangeErrors(arrival_ns, tuple(message.errors))]
-        for error in message.errors:
-            if error.arg is None or error.code in _CONNECTION_ERRORS:
-                continue
-            try:
-                key = Topic.parse(error.arg).key
-            except TopicError:
-                continue
-            state = self._subscribed.get(key)
-            if state is not None:  # the exchange refused it: no snapshot will ever come
-                self._drop(state, Reason.REJECTED, arrival_ns, events, f"{error.code}: {error}")
-        return events
+    def _reject(self, topic: str, detail: str, arrival_ns: int, events: list[Event]) -> None:
+        """The exchange refused `topic` (any spelling): no snapshot will ever come."""
+        try:
+            key = Topic.parse(topic).key
+        except TopicError:
+            return
+        state = self._subscribed.get(key)
+        if state is not None:
+            self._drop(state, Reason.REJECTED, arrival_ns, events, detail)
 
     def _drop(
         self, state: _Book, reason: Reason, now_ns: int, events: list[Event], detail: str = ""
@@ -820,12 +799,7 @@ class BookSync:
     def _bad(
         self, arrival_ns: int, raw: object, reason: str, topic: str | None = None
     ) -> list[Event]:
-        self.stats.bad_frames += 1
-        if isinstance(raw, bytes | bytearray | memoryview):
-            sample = bytes(raw[:_SAMPLE])
-        else:
-            sample = str(raw)[:_SAMPLE].encode("utf-8", "replace")
-        return [BadFrame(arrival_ns, reason, sample, topic)]
+        return framing.bad(self.stats, arrival_ns, raw, reason, topic)
 
 
 def _key(item: str, grouping: int | None) -> str:

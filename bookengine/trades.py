@@ -31,26 +31,21 @@ from typing import Any
 
 import orjson
 
-from bookengine import naming
+from bookengine import framing, naming
 from bookengine.book import OrderBook, multiply_decimal
-from bookengine.errors import ArgumentError, BookEngineError, TopicError
+from bookengine.errors import ArgumentError, TopicError
 from bookengine.events import (
-    BadFrame,
     Event,
-    ExchangeErrors,
     L1Quote,
-    Pong,
     Reason,
     Resubscribe,
     StatusChanged,
-    Subscribed,
     SyncStatus,
     Trade,
     TradeGap,
-    Unsubscribed,
 )
 from bookengine.sync import SyncStats, TopicStats, Units
-from bookengine.wire import Ack, ErrorMessage, Topic, decode_parsed, stream_key
+from bookengine.wire import Topic, stream_key
 
 _loads = orjson.loads
 _SIDES = ("BUY", "SELL")
@@ -212,20 +207,12 @@ class TradeSync:
     def feed(self, arrival_ns: int, raw: bytes | str) -> Sequence[Event]:
         """Process one received frame. Never raises for bad input: it returns a BadFrame."""
         try:
-            try:
-                msg = _loads(raw)
-            except orjson.JSONDecodeError as exc:
-                if raw == b"pong" or raw == "pong":
-                    self.stats.pongs += 1
-                    return [Pong(arrival_ns)]
-                return self._bad(arrival_ns, raw, f"invalid JSON: {exc}")
-            except TypeError:
-                return self._bad(
-                    arrival_ns, raw, f"frame must be bytes or str, got {type(raw).__name__}"
-                )
+            msg, done = framing.parse(self.stats, arrival_ns, raw)
+            if done is not None:
+                return done
             if type(msg) is dict and type(msg.get("data")) is list:
                 return self._trades(arrival_ns, raw, msg["data"])
-            return self._control(arrival_ns, raw, msg)
+            return framing.control(self.stats, arrival_ns, raw, msg, self._reject)
         except Exception as exc:  # a bug of ours: still never fatal to the feed
             from bookengine import sync
 
@@ -305,29 +292,12 @@ class TradeSync:
             events.append(trade)
         return events
 
-    def _control(self, arrival_ns: int, raw: bytes | str, msg: object) -> Sequence[Event]:
-        try:
-            message = decode_parsed(msg)
-        except BookEngineError as exc:
-            return self._bad(arrival_ns, raw, str(exc)[:300])
-        if isinstance(message, Ack):
-            self.stats.acks += 1
-            cls = Subscribed if message.event == "subscribe" else Unsubscribed
-            return [cls(arrival_ns, tuple(message.channels))]
-        if isinstance(message, ErrorMessage):
-            self.stats.error_frames += 1
-            events: list[Event] = [ExchangeErrors(arrival_ns, tuple(message.errors))]
-            for error in message.errors:
-                if error.arg is None or error.code in (1007, 1008):
-                    continue
-                stream = self._subscribed.pop(_key(error.arg), None)
-                if stream is not None:  # the exchange refused this topic
-                    detail = f"{error.code}: {error}"
-                    self._set_status(
-                        stream, SyncStatus.UNSUBSCRIBED, Reason.REJECTED, arrival_ns, events, detail
-                    )
-            return events
-        return self._bad(arrival_ns, raw, f"unexpected frame {type(message).__name__}")
+    def _reject(self, topic: str, detail: str, arrival_ns: int, events: list[Event]) -> None:
+        """The exchange refused `topic`: no trades will come."""
+        stream = self._subscribed.pop(_key(topic), None)
+        if stream is not None:
+            gone = SyncStatus.UNSUBSCRIBED
+            self._set_status(stream, gone, Reason.REJECTED, arrival_ns, events, detail)
 
     def _set_status(
         self,
@@ -343,12 +313,7 @@ class TradeSync:
         events.append(event)
 
     def _bad(self, arrival_ns: int, raw: object, reason: str) -> list[Event]:
-        self.stats.bad_frames += 1
-        if isinstance(raw, bytes | bytearray | memoryview):
-            sample = bytes(raw[:_SAMPLE])
-        else:
-            sample = str(raw)[:_SAMPLE].encode("utf-8", "replace")
-        return [BadFrame(arrival_ns, reason, sample, None)]
+        return framing.bad(self.stats, arrival_ns, raw, reason)
 
 
 def _parse_trade(
