@@ -878,10 +878,22 @@ Scanner_apply(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(bid);
         return NULL;
     }
-    PyObject *pair = PyTuple_Pack(2, bid, ask);
+    /* the new top as OrderBook.top_keys() gives it: (bid key, size, ask key, size),
+       a size None on an empty side (the dicts' own size objects, borrowed) */
+    PyObject *bid_size = PyDict_GetItemWithError(bids, bid);
+    PyObject *ask_size = NULL;
+    if (!PyErr_Occurred())
+        ask_size = PyDict_GetItemWithError(asks, ask);
+    if (PyErr_Occurred()) {
+        Py_DECREF(bid);
+        Py_DECREF(ask);
+        return NULL;
+    }
+    PyObject *top = PyTuple_Pack(4, bid, bid_size ? bid_size : Py_None, ask,
+                                 ask_size ? ask_size : Py_None);
     Py_DECREF(bid);
     Py_DECREF(ask);
-    return pair;
+    return top;
 }
 
 static void

@@ -39,5 +39,6 @@ class Scanner:
         best_ask: float,
         decimals: int,
         /,
-    ) -> tuple[float, float] | None:
-        """Apply the levels of the last scanned delta; the new bests, or None to decline."""
+    ) -> tuple[float, float | None, float, float | None] | None:
+        """Apply the levels of the last scanned delta; the new top (bid key, its size, ask
+        key, its size: `OrderBook.top_keys()`), or None to decline (nothing changed)."""

@@ -152,7 +152,8 @@ def test_apply_sets_deletes_and_keeps_the_best():
     asks = {865410: 2.0}
     scanner.scan(DELTA)
     # 86540.0 -> key 865400 (new best bid), 86539.9 deleted, 86540.5 -> new best ask
-    assert scanner.apply(bids, asks, 865399, 865410, 1) == (865400, 865405)
+    # the new top, as OrderBook.top_keys(): (bid key, size, ask key, size)
+    assert scanner.apply(bids, asks, 865399, 865410, 1) == (865400, 24.0, 865405, 3.25)
     assert bids == {865400: 24.0, 865380: 1.0}
     assert asks == {865410: 2.0, 865405: 3.25}
 
@@ -163,7 +164,7 @@ def test_apply_rescans_when_the_best_level_is_deleted():
     bids = {1002: 1.0, 1001: 1.0, 999: 1.0}
     asks = {1003: 1.0, 1005: 1.0}
     scanner.scan(raw)
-    assert scanner.apply(bids, asks, 1002, 1003, 1) == (1001, float("inf"))
+    assert scanner.apply(bids, asks, 1002, 1003, 1) == (1001, 1.0, float("inf"), None)
     assert bids == {1001: 1.0, 999: 1.0} and asks == {}
 
 
@@ -185,7 +186,8 @@ def test_apply_repeated_price_spellings_are_one_level():
     scanner = book_module.Scanner()
     scanner.scan(delta(11, [["100.5", "1"], ["100.50", "2"], ["100.500", "0"], ["100.5", "4"]]))
     bids: dict = {}
-    assert scanner.apply(bids, {}, float("-inf"), float("inf"), 3) == (100500, float("inf"))
+    top = scanner.apply(bids, {}, float("-inf"), float("inf"), 3)
+    assert top == (100500, 4.0, float("inf"), None)
     assert bids == {100500: 4.0}
 
 
