@@ -92,7 +92,7 @@ from bookengine.events import (
     SyncStatus,
     TopOfBook,
 )
-from bookengine.wire import Topic, stream_key
+from bookengine.wire import Topic, stream_key, topic_list
 
 _loads = orjson.loads
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (~2x faster)
@@ -322,7 +322,7 @@ class BookSync:
     def subscribe(self, topics: Iterable[str], now_ns: int) -> list[Event]:
         """We sent a subscribe for `topics` (any spelling): expect a snapshot for each."""
         events: list[Event] = []
-        for text in _topic_list(topics):
+        for text in topic_list(topics):
             topic = Topic.parse(text)
             if topic.kind == "trades":
                 raise ArgumentError(f"{text}: trades are TradeSync's (bookengine.trades)")
@@ -343,7 +343,7 @@ class BookSync:
     def unsubscribe(self, topics: Iterable[str], now_ns: int) -> list[Event]:
         """We sent an unsubscribe: those streams stop being valid and stop being watched."""
         events: list[Event] = []
-        for text in _topic_list(topics):
+        for text in topic_list(topics):
             state = self._subscribed.get(Topic.parse(text).key)
             if state is not None:
                 self._drop(state, Reason.UNSUBSCRIBED, now_ns, events)
@@ -809,11 +809,6 @@ def _key(item: str, grouping: int | None) -> str:
     except TopicError:
         return ""
 
-
-def _topic_list(topics: Iterable[str]) -> list[str]:
-    if isinstance(topics, str):
-        raise TopicError(f"expected a list of topics, got the string {topics!r}")
-    return list(topics)
 
 
 def _timestamp(data: dict[str, Any]) -> int | None:

@@ -45,7 +45,7 @@ from bookengine.events import (
     TradeGap,
 )
 from bookengine.sync import SyncStats, TopicStats, Units
-from bookengine.wire import Topic, stream_key
+from bookengine.wire import Topic, stream_key, topic_list
 
 _loads = orjson.loads
 _SIDES = ("BUY", "SELL")
@@ -92,7 +92,7 @@ class TradeSync:
 
     def subscribe(self, topics: Iterable[str], now_ns: int) -> list[Event]:
         events: list[Event] = []
-        for text in _topic_list(topics):
+        for text in topic_list(topics):
             topic = Topic.parse(text)
             if topic.kind != "trades":
                 raise ArgumentError(f"{text}: TradeSync takes trade topics only")
@@ -108,7 +108,7 @@ class TradeSync:
 
     def unsubscribe(self, topics: Iterable[str], now_ns: int) -> list[Event]:
         events: list[Event] = []
-        for text in _topic_list(topics):
+        for text in topic_list(topics):
             stream = self._subscribed.pop(Topic.parse(text).key, None)
             if stream is not None:
                 gone = SyncStatus.UNSUBSCRIBED
@@ -359,8 +359,3 @@ def _key(item: str) -> str:
     except TopicError:
         return ""
 
-
-def _topic_list(topics: Iterable[str]) -> list[str]:
-    if isinstance(topics, str):
-        raise TopicError(f"expected a list of topics, got the string {topics!r}")
-    return list(topics)

@@ -7,6 +7,7 @@ else (acks, errors, pong, tools and tests) goes through `decode`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -181,6 +182,13 @@ def stream_key(item: str, grouping: int | None = 0) -> str:
     if isinstance(item, str) and ":" in item:
         return Topic.parse(item).key
     return Topic("update", naming.canonical(item), grouping).key
+
+
+def topic_list(topics: Iterable[str]) -> list[str]:
+    """A list of topics; a lone string is refused (it is not a list of its letters)."""
+    if isinstance(topics, str):
+        raise TopicError(f"expected a list of topics, got the string {topics!r}")
+    return list(topics)
 
 
 def to_topic(item: str) -> str:

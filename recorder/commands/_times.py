@@ -67,3 +67,14 @@ def resolve_range(args: argparse.Namespace) -> tuple[int | None, int | None, lis
         raise SystemExit(f"{args.command}: --to is before --from")
     symbols = None if args.symbols is None else [s.strip().upper() for s in args.symbols.split(",")]
     return start, end, symbols
+
+
+def add_sizes_argument(parser: argparse.ArgumentParser) -> None:
+    """--sizes, as replay and export take it."""
+    parser.add_argument(
+        "--sizes",
+        choices=("contracts", "base"),
+        default="contracts",
+        help="futures sizes as sent (contracts) or in base coin, with the instrument "
+        "metadata stored in the recording",
+    )

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from recorder.commands._times import add_range_arguments, parse_interval_ms, resolve_range
+from recorder.commands._times import (
+    add_range_arguments,
+    add_sizes_argument,
+    parse_interval_ms,
+    resolve_range,
+)
 
 HELP = "export top-of-book series, depth snapshots or trades to numpy (.npz) or Parquet"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sizes",
-        choices=("contracts", "base"),
-        default="contracts",
-        help="futures sizes as sent (contracts) or in base coin, with the instrument "
-        "metadata stored in the recording",
-    )
+    add_sizes_argument(parser)
     add_range_arguments(parser)
     parser.add_argument("--to-file", "-o", dest="out", required=True, help="out.npz or out.parquet")
     parser.add_argument("--depth", type=int, default=0, help="0: top of book; N: N levels per side")

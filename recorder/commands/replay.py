@@ -6,19 +6,13 @@ import argparse
 import sys
 import time
 
-from recorder.commands._times import add_range_arguments, resolve_range
+from recorder.commands._times import add_range_arguments, add_sizes_argument, resolve_range
 
 HELP = "replay recordings through the book engine (fast, paced or from a time)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sizes",
-        choices=("contracts", "base"),
-        default="contracts",
-        help="futures sizes as sent (contracts) or in base coin, with the instrument "
-        "metadata stored in the recording",
-    )
+    add_sizes_argument(parser)
     add_range_arguments(parser)
     parser.add_argument(
         "--speed", type=float, default=None, help="pace by recorded time: 1 = real time, 10 = 10x"
