@@ -30,7 +30,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from itertools import chain, repeat
 from math import inf
 from operator import index, truediv
@@ -103,7 +103,9 @@ def multiply_decimal(size: float, factor: str) -> float:
     if size == int(size) and abs(size) < 2**53:
         whole = int(size) * mantissa
         return float(whole * _POW10[exp10]) if exp10 >= 0 else whole / _POW10[-exp10]
-    return float(Decimal(repr(size)) * Decimal(factor))
+    with localcontext() as context:  # exact whatever the caller's decimal context
+        context.prec = 80
+        return float(Decimal(repr(size)) * Decimal(factor))
 
 
 def to_number(text: object) -> float:
@@ -424,11 +426,15 @@ class OrderBook:
         for a negative n."""
         return self.bids(n), self.asks(n)
 
-    def bids(self, n: int | None = None) -> Levels:
-        return self._converted(self._levels(self._bids, True, n))
+    def bids(self, n: int | None = None, *, as_sent: bool = False) -> Levels:
+        """The top `n` bids, best first; sizes in the units handed out (`size_factor`),
+        or `as_sent` (contracts for futures)."""
+        levels = self._levels(self._bids, True, n)
+        return levels if as_sent else self._converted(levels)
 
-    def asks(self, n: int | None = None) -> Levels:
-        return self._converted(self._levels(self._asks, False, n))
+    def asks(self, n: int | None = None, *, as_sent: bool = False) -> Levels:
+        levels = self._levels(self._asks, False, n)
+        return levels if as_sent else self._converted(levels)
 
     def _converted(self, levels: Levels) -> Levels:
         factor = self.size_factor
@@ -481,7 +487,8 @@ class OrderBook:
 
     def snapshot(self) -> BookSnapshot:
         """An immutable copy (every level, seq, exchange time) to keep past a callback:
-        the book itself keeps changing with every delta."""
+        the book itself keeps changing with every delta. Sizes in the units the book
+        hands out (base coin under `Feed(sizes="base")`, else as sent)."""
         return BookSnapshot(
             self.symbol, self.seq, self.exchange_ms, tuple(self.bids()), tuple(self.asks())
         )

@@ -273,13 +273,18 @@ class Feed:
         self._logged: set[tuple[str, str]] = set()
         self._closed = asyncio.Event()
         self._close_deadline: float | None = None
+        self._starting = False
+        self._stopping = False
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._tasks:
+        if self._tasks or self._starting:
             return
+        self._starting = True  # before the await below: a second start() returns
         await self._load_units()
+        if self._stopping:  # close() came while the metadata was fetched
+            return
         self._tasks.append(asyncio.create_task(self._dispatch(), name="bookengine-dispatch"))
         for conn in self._connections:
             self._tasks.append(asyncio.create_task(conn.run(), name=f"bookengine-conn-{conn.id}"))
@@ -319,6 +324,7 @@ class Feed:
     async def close(self) -> None:
         """Close every socket and stop; pending callbacks are delivered first, for at most
         `close_timeout` seconds (what is left then is counted in `stats().dropped`)."""
+        self._stopping = True  # a start() still fetching metadata stops there
         for conn in self._connections:  # first, so no connection opens a new session
             conn.stopping = True
         # every socket's close handshake at once (each waits at most its close_timeout)

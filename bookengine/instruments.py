@@ -1,6 +1,6 @@
 """Instrument metadata from BTSE's markets API: tick sizes, size increments, contract sizes.
 
-    instruments = Instruments.get("production", cache="~/.cache/bookengine/markets.json")
+    instruments = Instruments.get_or_cache("production", cache="~/.cache/bookengine/markets.json")
     perp = instruments["BTC-PERP-USDT"]          # any spelling (bookengine.naming)
     perp.contract_size                            # "0.00001": one contract is 0.00001 BTC
     perp.to_base(60672.0)                         # 0.60672, exactly (not 0.6067200000000001)
@@ -17,16 +17,19 @@ falls back to the cache file; with neither, `InstrumentsUnavailable` says so.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import logging
 import math
 import os
+import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +48,12 @@ class InstrumentsUnavailable(BookEngineError):
 
 
 def _decimal_text(value: object, name: str) -> str:
-    """A positive decimal as text (the API sends strings; older endpoints numbers)."""
-    text = repr(value) if isinstance(value, float) else str(value)
+    """A positive decimal as text (the API sends strings; older endpoints numbers, which
+    are spelled out plainly: 0.00001, never 1e-05)."""
+    if isinstance(value, float) and math.isfinite(value):
+        text = format(Decimal(repr(value)), "f")
+    else:
+        text = str(value)
     try:
         mantissa, _ = price_parts(text)
     except ValueError:
@@ -84,7 +91,10 @@ class Instrument:
         return _round_to(price, self.tick, mode)
 
     def round_size(self, size: float | str, mode: str = "down") -> float:
-        """`size` on the size-increment grid ("down" by default: never more than asked)."""
+        """`size` (>= 0) on the size-increment grid ("down" by default: never more than
+        asked)."""
+        if _exact(size) < 0:
+            raise ArgumentError(f"a size is >= 0, got {size!r}")
         return _round_to(size, self.size_increment, mode)
 
     @classmethod
@@ -114,7 +124,7 @@ class Instrument:
             tick=_decimal_text(row.get("minPriceIncrement"), "minPriceIncrement"),
             size_increment=_decimal_text(row.get("minSizeIncrement"), "minSizeIncrement"),
             contract_size=_decimal_text(contract if contract is not None else "", "contractSize"),
-            active=bool(row.get("active", True)),
+            active=_flag(row.get("active", True)),
             row=row,
         )
 
@@ -130,9 +140,10 @@ class Instruments:
             parsed = json.loads(reply)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ArgumentError(f"the markets reply is not JSON: {exc}") from None
-        rows = parsed.get("data", {}).get("symbols") if isinstance(parsed, dict) else parsed
-        if isinstance(parsed, dict) and rows is None:
-            rows = parsed.get("data")
+        rows: object = parsed
+        if isinstance(parsed, dict):
+            data = parsed.get("data")
+            rows = data.get("symbols") if isinstance(data, dict) else data
         if not isinstance(rows, list):
             raise ArgumentError("the markets reply has no list of markets (data.symbols)")
         self.reply = reply
@@ -187,12 +198,9 @@ class Instruments:
         last: Exception | None = None
         for attempt in range(1, retries + 1):
             try:
-                request = urllib.request.Request(endpoint, headers={"Accept": "application/json"})
-                with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                    body = response.read()
-                return cls(body, time.time(), endpoint)
-            except (urllib.error.URLError, OSError, TimeoutError, ArgumentError) as exc:
-                last = exc
+                return cls(_get(endpoint, timeout), time.time(), endpoint)
+            except _HTTP_ERRORS as exc:
+                last = exc  # URLError, timeouts and ArgumentError (a ValueError) included
                 if attempt < retries:
                     time.sleep(delay)
                     delay *= 2
@@ -202,10 +210,16 @@ class Instruments:
         """Write the cache file (the reply as fetched, with its fetch time and source)."""
         path = Path(path).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
         envelope = {"fetched_at": self.fetched_at, "source": self.source}
-        tmp.write_bytes(json.dumps(envelope).encode() + b"\n" + self.reply)
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(json.dumps(envelope).encode() + b"\n" + self.reply)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     @classmethod
     def load(cls, path: str | Path) -> Instruments:
@@ -214,10 +228,13 @@ class Instruments:
         try:
             head, _, reply = path.read_bytes().partition(b"\n")
             envelope = json.loads(head)
-            return cls(reply, float(envelope["fetched_at"]), f"cache {path}")
+            fetched_at = float(envelope["fetched_at"])
+            if not math.isfinite(fetched_at) or fetched_at > time.time() + 60:
+                raise ValueError(f"fetched_at {fetched_at!r} is not a past time")
+            return cls(reply, fetched_at, f"cache {path}")
         except FileNotFoundError:
             raise InstrumentsUnavailable(f"no instrument cache at {path}") from None
-        except (ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             why = f"the instrument cache {path} is unreadable: {exc}"
             raise InstrumentsUnavailable(why) from None
 
@@ -249,7 +266,10 @@ class Instruments:
             log.warning("%s; using the cache from %.0f s ago", exc, cached.age_s)
             return cached
         if cache is not None:
-            fresh.save(cache)
+            try:
+                fresh.save(cache)
+            except OSError as exc:  # a read-only cache never costs the fresh data
+                log.warning("could not write the instrument cache %s: %s", cache, exc)
         return fresh
 
 
@@ -264,21 +284,57 @@ def markets_url(url: str) -> str:
     return {"ws": "http", "wss": "https"}.get(scheme, scheme) + "://" + host + MARKETS_PATH
 
 
-# --- exact decimal arithmetic on floats that stand for decimals ---------------------------
+MAX_REPLY_BYTES = 32 << 20  # the real reply is ~470 KB
+_HTTP_ERRORS = (OSError, ValueError, http.client.HTTPException)
+
+
+def _get(url: str, timeout: float) -> bytes:
+    """The body of a GET, within `timeout` seconds in all (a server that trickles bytes
+    cannot hold the caller) and `MAX_REPLY_BYTES`."""
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        chunks, size = [], 0
+        while chunk := response.read1(65536):  # what has come: the deadline is checked
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_REPLY_BYTES:
+                raise ValueError(f"reply larger than {MAX_REPLY_BYTES} bytes")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reply not complete within {timeout}s")
+    return b"".join(chunks)
+
+
+def _flag(value: object) -> bool:
+    """JSON true/false, or the strings "true"/"false" some endpoints send."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "")
+    return bool(value)
+
+
+# --- exact arithmetic on floats that stand for decimals -----------------------------------
+
+
+def _exact(value: float | str) -> Fraction:
+    """A float as the decimal of <= 15 significant digits it stands for (0.1 + 0.2 is
+    0.3), or a decimal string, as an exact fraction."""
+    if isinstance(value, bool) or not isinstance(value, float | int | str):
+        raise ArgumentError(f"expected a number or a decimal string, got {value!r}")
+    text = format(value, ".15g") if isinstance(value, float) else str(value)
+    try:
+        return Fraction(Decimal(text))
+    except (ArithmeticError, ValueError):
+        raise ArgumentError(f"not a finite decimal: {value!r}") from None
 
 
 def _round_to(value: float | str, step: str, mode: str) -> float:
     if mode not in ("nearest", "down", "up"):
         raise ArgumentError(f"mode must be 'nearest', 'down' or 'up', got {mode!r}")
-    number = Decimal(value if isinstance(value, str) else repr(value))
-    grid = Decimal(step)
-    units = number / grid
-    whole = {
-        "nearest": units.to_integral_value(rounding="ROUND_HALF_UP"),
-        "down": units.to_integral_value(rounding="ROUND_FLOOR"),
-        "up": units.to_integral_value(rounding="ROUND_CEILING"),
-    }[mode]
-    result = float(whole * grid)
-    if not math.isfinite(result):
-        raise ArgumentError(f"cannot round {value!r}")
-    return result
+    units = _exact(value) / _exact(step)
+    if mode == "down":
+        whole = math.floor(units)
+    elif mode == "up":
+        whole = math.ceil(units)
+    else:  # halves away from zero
+        whole = math.floor(abs(units) + Fraction(1, 2)) * (1 if units >= 0 else -1)
+    return float(whole * _exact(step)) + 0.0  # + 0.0: never -0.0

@@ -361,7 +361,7 @@ class Replay:
             try:
                 fetched_at = float(stored.get("fetched_at") or 0.0)
                 instruments = Instruments(reply, fetched_at, str(stored.get("source")))
-            except (ValueError, ArgumentError) as exc:
+            except (TypeError, ValueError, ArgumentError) as exc:
                 problem = str(exc)
             else:
                 problem = ""

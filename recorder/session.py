@@ -139,6 +139,7 @@ async def record_session(
     if instruments is None:
         try:
             instruments = await asyncio.to_thread(Instruments.fetch, url, timeout=5.0, retries=2)
+            feed.instruments = instruments  # fetched once: the feed uses the same
         except BookEngineError as exc:
             log.warning("recording without instrument metadata (%s): replays can only "
                         "give sizes as sent", exc)  # fmt: skip
@@ -229,8 +230,11 @@ def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:
             frame = {
                 "topic": topic,
                 "data": {
-                    "bids": [[_plain(p), _plain(s)] for p, s in book.bids()],
-                    "asks": [[_plain(p), _plain(s)] for p, s in reversed(book.asks())],
+                    # as sent (contracts): the frames the replay applies next are
+                    "bids": [[_plain(p), _plain(s)] for p, s in book.bids(as_sent=True)],
+                    "asks": [
+                        [_plain(p), _plain(s)] for p, s in reversed(book.asks(as_sent=True))
+                    ],
                     "seqNum": seq,
                     "prevSeqNum": seq - 1,
                     "type": "snapshot",

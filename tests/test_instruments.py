@@ -141,3 +141,102 @@ def test_instruments_cli_prints_the_table_from_the_simulator():
             assert proc.returncode == 1 and b"ETH-PERP" in err
 
     run(body(), timeout=60)
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"data":null,"code":-1}', b'{"data":"down"}', b"[]", b'{"data":{"symbols":7}}']
+)
+def test_replies_of_the_wrong_shape_are_clear_errors_not_crashes(body, tmp_path):
+    with pytest.raises(ValueError):
+        Instruments(body, 0.0, "test")
+    cache = tmp_path / "c.json"
+    cache.write_bytes(b'{"fetched_at": 1, "source": "x"}\n' + body)
+    with pytest.raises(InstrumentsUnavailable):
+        Instruments.load(cache)
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(InstrumentsUnavailable):
+        Instruments.load(tmp_path / "dir.json")
+
+
+def test_rounding_is_exact_whatever_the_float_noise_or_decimal_context():
+    import decimal
+
+    instruments = Instruments(reply(PERP, SPOT), 0.0, "test")
+    spot, perp = instruments["BTC-USD"], instruments["BTC-PERP"]
+    assert spot.round_size(0.7 + 0.1) == 0.8 and spot.round_size(0.1 + 0.2, "up") == 0.3
+    assert perp.round_price(-0.01) == 0.0 and str(perp.round_price(-0.01)) == "0.0"
+    exact = float(Decimal(2**60) * Decimal("0.00001"))  # in the default context
+    with decimal.localcontext() as context:
+        context.prec = 6  # a caller's coarse context changes nothing
+        assert perp.to_base(2**60 + 0.0) == exact
+    with pytest.raises(ValueError):
+        spot.round_price("abc")
+    with pytest.raises(ValueError):
+        spot.round_size(-1.0)
+
+
+def test_numeric_fields_of_older_endpoints_are_read_plainly():
+    old = {**PERP, "contractSize": 0.00001, "minPriceIncrement": 0.1, "active": "false"}
+    perp = Instruments(reply(old), 0.0, "test")["BTC-PERP"]
+    assert perp.contract_size == "0.00001" and perp.tick == "0.1" and perp.active is False
+
+
+@pytest.mark.integration
+def test_a_trickling_or_broken_server_cannot_hold_the_fetch():
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def trickle():
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(40):  # one byte every 0.1 s: each read succeeds, never finishes
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                break
+            time.sleep(0.1)
+        conn.close()
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    began = time.monotonic()
+    with pytest.raises(InstrumentsUnavailable):
+        Instruments.fetch(f"http://127.0.0.1:{port}", timeout=1.0, retries=1)
+    assert time.monotonic() - began < 3.5  # bounded by the total timeout, not 4 s of trickle
+    server.close()
+
+
+@pytest.mark.integration
+def test_a_recording_made_in_base_units_seeks_exactly(tmp_path):
+    """Checkpoints hold sizes as sent, whatever units the live feed handed out."""
+
+    async def body():
+        async with Simulator(symbols=["BTC-PERP"], rate=200) as sim:
+            await record_session(
+                ["BTC-PERP"], tmp_path, url=sim.url, duration=2.5, checkpoint_interval=0.5,
+                digest_interval=0.3, feed_options={**FAST, "sizes": "base"}, trades=False,
+            )  # fmt: skip
+
+    run(body())
+    from recorder import format as fmt
+    from recorder.reader import iter_records
+
+    checkpoints = [r for r in iter_records([tmp_path]) if r.kind == fmt.CHECKPOINT]
+    import orjson
+
+    for record in checkpoints:  # BTC-PERP sizes as sent are whole contracts
+        data = orjson.loads(record.payload)["data"]
+        assert all(float(s).is_integer() for _, s in data["bids"] + data["asks"])
+    assert checkpoints
+    full = Replay([tmp_path])
+    tops = [e for e in full.events() if type(e) is TopOfBook]
+    seek = Replay([tmp_path], start_ns=tops[len(tops) // 2].arrival_ns)
+    list(seek.events())
+    assert full.stats.mismatches == [] and seek.stats.mismatches == []
+    assert seek.stats.digests_checked > 0
