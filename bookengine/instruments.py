@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MARKETS_PATH = "/public-api/market/v1/markets"
 API_HOSTS = {"production": "https://api.btse.com", "testnet": "https://testapi.btse.io"}
+_API_OF_SOCKET_HOST = {"ws.btse.com": "api.btse.com", "testws.btse.io": "testapi.btse.io"}
 
 
 class InstrumentsUnavailable(BookEngineError):
@@ -281,6 +282,8 @@ def markets_url(url: str) -> str:
     if not sep or scheme not in ("http", "https", "ws", "wss"):
         raise ArgumentError(f"url must be 'production', 'testnet' or http(s)://..., got {url!r}")
     host = rest.split("/", 1)[0]
+    if host in _API_OF_SOCKET_HOST:  # BTSE's sockets and its REST API are on other hosts
+        return "https://" + _API_OF_SOCKET_HOST[host] + MARKETS_PATH
     return {"ws": "http", "wss": "https"}.get(scheme, scheme) + "://" + host + MARKETS_PATH
 
 

@@ -240,3 +240,15 @@ def test_a_recording_made_in_base_units_seeks_exactly(tmp_path):
     list(seek.events())
     assert full.stats.mismatches == [] and seek.stats.mismatches == []
     assert seek.stats.digests_checked > 0
+
+
+def test_the_markets_url_of_every_kind_of_feed_url():
+    from bookengine.instruments import markets_url
+
+    path = "/public-api/market/v1/markets"
+    assert markets_url("production") == "https://api.btse.com" + path
+    assert markets_url("wss://ws.btse.com/ws/oss/futures") == "https://api.btse.com" + path
+    assert markets_url("wss://testws.btse.io/ws/oss/spot") == "https://testapi.btse.io" + path
+    assert markets_url("ws://127.0.0.1:8765") == "http://127.0.0.1:8765" + path
+    with pytest.raises(ValueError, match="url must be"):
+        markets_url("prod")
