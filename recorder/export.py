@@ -17,6 +17,7 @@ Prices and sizes are float64 holding the exact decimals sent; an empty side is N
 
 from __future__ import annotations
 
+import os
 from array import array
 from collections.abc import Iterable
 from math import nan
@@ -159,26 +160,47 @@ def collect(replay: Replay, depth: int = 0, interval_ms: float | None = None) ->
     return columns
 
 
-def write(columns: Columns | TradeColumns, path: str | Path) -> Path:
-    """`.npz` (numpy) or `.parquet` (needs pyarrow: pip install 'bookengine[parquet]')."""
+def check_output(path: str | Path) -> Path:
+    """Refuse an output that could not be written, before any replay: an unknown type,
+    a missing directory, Parquet without pyarrow."""
     path = Path(path)
-    arrays = columns.as_numpy()
-    if path.suffix == ".npz":
-        # allow_pickle: numpy's default, spelled out so that mypy does not match the
-        # **arrays against that bool keyword (no column is named so; none is object dtype)
-        np.savez_compressed(path, allow_pickle=True, **arrays)
-    elif path.suffix == ".parquet":
+    if path.suffix not in (".npz", ".parquet"):
+        raise ArgumentError(f"unknown output type {path.suffix!r}: use .npz or .parquet")
+    if not path.parent.is_dir():
+        raise ArgumentError(f"the output's directory {path.parent} does not exist")
+    if path.is_dir():
+        raise ArgumentError(f"the output {path} is a directory")
+    if path.suffix == ".parquet":
         try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            import pyarrow  # noqa: F401
         except ImportError:
             raise MissingExtra(
                 "Parquet export needs pyarrow: pip install 'bookengine[parquet]' (or use .npz)"
             ) from None
-        table = pa.table({name: pa.array(values) for name, values in arrays.items()})
-        pq.write_table(table, path, compression="zstd")
-    else:
-        raise ArgumentError(f"unknown output type {path.suffix!r}: use .npz or .parquet")
+    return path
+
+
+def write(columns: Columns | TradeColumns, path: str | Path) -> Path:
+    """`.npz` (numpy) or `.parquet` (needs pyarrow: pip install 'bookengine[parquet]'),
+    written beside under a temporary name and renamed: never a half-written output."""
+    path = check_output(path)
+    arrays = columns.as_numpy()
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with open(partial, "wb") as f:
+            if path.suffix == ".npz":
+                # allow_pickle: numpy's default, spelled out so that mypy does not match the
+                # **arrays against that bool keyword (no column is named so; none is object)
+                np.savez_compressed(f, allow_pickle=True, **arrays)
+            else:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                table = pa.table({name: pa.array(values) for name, values in arrays.items()})
+                pq.write_table(table, f, compression="zstd")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
@@ -200,6 +222,7 @@ def export(
 
     Raises what `Replay` raises, `ArgumentError` for an unknown output type or bad
     depth/interval, `MissingExtra` for Parquet without pyarrow."""
+    check_output(out)
     replay = Replay(
         paths,
         symbols=symbols,

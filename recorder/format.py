@@ -74,7 +74,7 @@ FOOTER_KEYS: dict[str, tuple[type, ...]] = {
     "finalised_by": (str,),
     "indexed": (bool,),
 }
-FINALISED_BY = ("time", "size", "close")
+FINALISED_BY = ("time", "size", "close", "reopen")  # reopen: SIGHUP
 
 # zstd skippable frames: u32 magic 0x184D2A50..5F (little endian), u32 size, then data.
 SKIPPABLE_MAGIC = 0x184D2A5B
@@ -166,6 +166,8 @@ def skippable(data: bytes) -> bytes:
 
 def parse_skippable_head(head: bytes) -> int | None:
     """Size of a skippable frame's data if `head` (8 bytes) starts one, else None."""
+    if len(head) != _SKIP.size:
+        return None
     magic, size = _SKIP.unpack(head)
     return size if 0x184D2A50 <= magic <= 0x184D2A5F else None
 

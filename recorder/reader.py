@@ -104,6 +104,10 @@ def find_recordings(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple
             found = [p for p in path.iterdir() if _is_recording(p.name) and p.is_file()]
             files.extend(sorted(found, key=_sort_key))
         elif path.exists():
+            if not _is_recording(path.name) and not _starts_as_recording(path):
+                raise NoRecordings(
+                    f"{path} is not a recording (it does not start with a recording block)"
+                )
             files.append(path)
         else:
             raise FileNotFoundError(f"no such recording file or directory: {path}")
@@ -143,6 +147,16 @@ def find_recordings_or_fail(
 
 def _is_recording(name: str) -> bool:
     return name.endswith(fmt.SUFFIX) or name.endswith(fmt.SUFFIX + fmt.PARTIAL)
+
+
+def _starts_as_recording(path: Path) -> bool:
+    """A file by another name, but a recording's first bytes: a block header."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8 + 4)
+    except OSError:
+        return True  # unreadable: the reader says why, with the file's name
+    return fmt.parse_skippable_head(head[:8]) is not None and head[8:12] == fmt.BLOCK_TAG
 
 
 def _sort_key(path: Path) -> tuple[str, str]:
@@ -429,8 +443,11 @@ class RecordingReader:
                 continue
             if end is not None and first_ns > end:
                 continue
-            yield info, iter_file(
-                path, start, end, info, skip_damaged=self.skip_damaged, damaged=self.damaged
+            yield (
+                info,
+                iter_file(
+                    path, start, end, info, skip_damaged=self.skip_damaged, damaged=self.damaged
+                ),
             )
 
 

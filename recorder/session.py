@@ -23,7 +23,7 @@ import orjson
 
 from bookengine import __version__
 from bookengine.errors import BookEngineError
-from bookengine.events import Event, StatusChanged
+from bookengine.events import Event, Reason, StatusChanged, SyncStatus
 from bookengine.feed import CLOSED_BY_APP, Feed
 from bookengine.instruments import Instruments
 from bookengine.sync import RecoveryPolicy
@@ -98,10 +98,43 @@ class SessionStats:
     current: Path | None = None
     exchange_errors: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    rejected: set[str] = field(default_factory=set)  # stream keys the exchange refused
+    # why the session ended: "duration", "cancelled", "rejected" (every stream),
+    # "startup_timeout" (no frame in time), or what SessionControl.stop was told
+    stopped_by: str = ""
 
     @property
     def ratio(self) -> float:
         return self.raw_bytes / self.compressed_bytes if self.compressed_bytes else 0.0
+
+
+class SessionControl:
+    """A handle on a running `record_session` for whoever runs it as a service: stop it
+    (signals, disk guards), rotate its file (SIGHUP), and read its parts and each stream's
+    status with the time it has held it (metrics, health)."""
+
+    def __init__(self) -> None:
+        self.feed: Feed | None = None
+        self.writer: RecordingWriter | None = None
+        self.sink: RecorderSink | None = None
+        self.stats = SessionStats()
+        self.stop_reason: str | None = None
+        self.started = time.monotonic()
+        # stream key -> (status, monotonic time it was entered); "connecting" before any
+        self.streams: dict[str, tuple[str, float]] = {}
+
+    def stop(self, reason: str) -> None:
+        """End the session as `duration` would (final digests, finalised file)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def rotate(self) -> None:
+        """Finalise the current file and start a new one."""
+        if self.sink is not None:
+            self.sink.rotate()
+
+    def status_changed(self, event: StatusChanged) -> None:
+        self.streams[event.topic] = (str(event.status), time.monotonic())
 
 
 async def record_session(
@@ -119,14 +152,21 @@ async def record_session(
     feed_options: dict | None = None,
     on_event: Callable[[int, Event], None] | None = None,
     trades: bool = True,
+    control: SessionControl | None = None,
+    startup_timeout: float | None = None,
+    stop_timeout: float = 60.0,
 ) -> SessionStats:
-    """Record until `duration` elapses or the task is cancelled; either way the session
-    ends with a digest of every synced book and the file is finalised. Raises
-    RecorderError (with the files kept) if the disk gives up."""
+    """Record until `duration` elapses, the task is cancelled or `control.stop()` is
+    called; any way the session ends with a digest of every synced book and the file is
+    finalised. It also ends early, saying why in `stopped_by`, when the exchange rejected
+    every stream or no frame came within `startup_timeout` seconds. Raises RecorderError
+    (with the files kept) if the disk gives up, or the queued records cannot be written
+    within `stop_timeout` seconds of the stop."""
     options = dict(feed_options or {})
     # the live books' retry policy: replay needs it to report the same failing statuses
     recovery = options["recovery"] = options.get("recovery") or RecoveryPolicy()
-    stats = SessionStats()
+    control = control or SessionControl()
+    stats = control.stats
 
     def on_error(event) -> None:  # noqa: ANN001
         for error in getattr(event, "errors", ()):
@@ -158,23 +198,51 @@ async def record_session(
         "connections": {str(conn): list(subs) for conn, _, subs in feed.connections},
         "instruments": None if instruments is None else instruments_record(instruments, used),
     }
+    keys = {Topic.parse(t).key for t in feed.topics}
+
+    def on_session_event(conn_id: int, event: Event) -> None:
+        if type(event) is StatusChanged:
+            control.status_changed(event)
+            if event.reason is Reason.REJECTED and event.status is SyncStatus.UNSUBSCRIBED:
+                stats.rejected.add(event.topic)
+        if on_event is not None:
+            on_event(conn_id, event)
+
     writer = RecordingWriter(out_dir, metadata, rotate_s=rotate_s, max_bytes=max_bytes)
     sink = RecorderSink(writer)
-    tap = RecorderTap(sink, on_event)
+    tap = RecorderTap(sink, on_session_event)
     feed.tap = tap
+    control.feed, control.writer, control.sink = feed, writer, sink
 
-    started = time.monotonic()
+    started = control.started = time.monotonic()
     failure: RecorderError | None = None
     try:
         async with feed:
             next_digest = time.monotonic() + digest_interval
             next_checkpoint = time.monotonic()  # one as soon as the books are synced
             # cancelled (Ctrl-C) ends the session as `duration` does, final digests included
+            stats.stopped_by = "cancelled"
             with contextlib.suppress(asyncio.CancelledError):
-                while duration is None or time.monotonic() - started < duration:
+                while True:
+                    if duration is not None and time.monotonic() - started >= duration:
+                        stats.stopped_by = "duration"
+                        break
+                    if control.stop_reason is not None:
+                        stats.stopped_by = control.stop_reason
+                        break
                     await asyncio.sleep(min(status_interval, 0.2))
                     if sink.error is not None:
                         failure = sink.error
+                        break
+                    if keys and stats.rejected >= keys:
+                        stats.stopped_by = "rejected"
+                        break
+                    if (
+                        startup_timeout is not None
+                        and feed.stats().frames == 0
+                        and time.monotonic() - started >= startup_timeout
+                    ):
+                        stats.stopped_by = "startup_timeout"
                         break
                     if time.monotonic() >= next_digest:
                         next_digest += digest_interval
@@ -190,7 +258,7 @@ async def record_session(
     finally:
         tap.close_the_rest(time.time_ns())
         try:
-            sink.close()
+            sink.close(timeout=stop_timeout)
         except RecorderError as exc:
             failure = failure or exc
         _fill(stats, feed, writer, sink, tap, started)
@@ -232,9 +300,7 @@ def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:
                 "data": {
                     # as sent (contracts): the frames the replay applies next are
                     "bids": [[_plain(p), _plain(s)] for p, s in book.bids(as_sent=True)],
-                    "asks": [
-                        [_plain(p), _plain(s)] for p, s in reversed(book.asks(as_sent=True))
-                    ],
+                    "asks": [[_plain(p), _plain(s)] for p, s in reversed(book.asks(as_sent=True))],
                     "seqNum": seq,
                     "prevSeqNum": seq - 1,
                     "type": "snapshot",

@@ -177,7 +177,7 @@ class RecordingWriter(_RecordMethods):
         self.compressed_bytes = 0
         self.closed = False
         self.error: RecorderError | None = None  # set when the disk failed; final
-        _prepare_directory(self.out_dir)
+        prepare_directory(self.out_dir)
 
     @property
     def current(self) -> Path | None:
@@ -254,6 +254,11 @@ class RecordingWriter(_RecordMethods):
                 self._finalise("time")
 
     maybe_flush = tick  # the name the first sink used
+
+    def rotate(self) -> None:
+        """Finalise the current file now (SIGHUP); the next record opens a new one."""
+        if self.error is None:
+            self._finalise("reopen")
 
     def flush(self) -> None:
         """Compress the buffered records into one independent block and write it."""
@@ -419,7 +424,7 @@ class RecordingWriter(_RecordMethods):
         return self.error
 
 
-def _prepare_directory(out_dir: Path) -> None:
+def prepare_directory(out_dir: Path) -> None:
     """Fail at once, with the reason, if records could not be written into `out_dir`
     (a probe file, not os.access: root passes access checks that writes then fail)."""
     try:
@@ -516,6 +521,7 @@ class RecorderSink(_RecordMethods):
         self._out_bytes = 0  # payload bytes taken (only the writer thread writes it)
         self._hole: list[int] | None = None  # [count, first_ns, last_ns] of the open hole
         self._closing = False
+        self._rotate = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bookengine-recorder", daemon=True)
         self._thread.start()
@@ -563,6 +569,11 @@ class RecorderSink(_RecordMethods):
             last,
         )
 
+    def rotate(self) -> None:
+        """Ask the writer thread to finalise the current file (after the records queued
+        so far); the next record starts a new file."""
+        self._rotate.set()
+
     @property
     def pending(self) -> int:
         """Records waiting for the writer thread."""
@@ -597,6 +608,9 @@ class RecorderSink(_RecordMethods):
                     kind, arrival_ns, conn_id, payload = popleft()
                     self._out_bytes += len(payload)
                     writer.add(kind, arrival_ns, conn_id, payload)
+                if self._rotate.is_set():
+                    self._rotate.clear()
+                    writer.rotate()
                 writer.tick()
                 if stopping:
                     writer.close()

@@ -148,7 +148,7 @@ def test_record_cli_with_info_and_verify(tmp_path):
         text=True,
         timeout=60,
     )
-    assert bad.returncode == 3 and "record: cannot create" in bad.stderr
+    assert bad.returncode == 2 and "record: cannot create" in bad.stderr
     bad = subprocess.run(
         cli + ["record", "BTC-USD", "--out", str(tmp_path), "--max-bytes", "12"],
         capture_output=True,

@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
+
+from recorder.exitcodes import Exit
+
+log = logging.getLogger("recorder")
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,12 +24,35 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         help="production (default), testnet, or ws://HOST:PORT (a simulator, a proxy)",
     )
     source.add_argument(
-        "--sim", action="store_true", help="start the built-in simulator in-process (loopback)"
+        "--sim",
+        action="store_true",
+        default=None,
+        help="start the built-in simulator in-process (loopback)",
     )
-    parser.add_argument("--sim-rate", type=float, default=200.0, help="with --sim: deltas/s/topic")
     parser.add_argument(
-        "--sim-faults", default="", help="with --sim: e.g. drop=0.01 (see simulate)"
+        "--sim-rate", type=float, default=None, help="with --sim: deltas/s/topic (default 200)"
     )
+    parser.add_argument(
+        "--sim-faults", default=None, help="with --sim: e.g. drop=0.01 (see simulate)"
+    )
+
+
+def check_source(args: argparse.Namespace, topics: list[str]) -> None:
+    """Refuse a bad --url, --sim-rate or --sim-faults before anything is created (the
+    Feed's own checks, made without I/O)."""
+    from bookengine.errors import BookEngineError
+    from bookengine.feed import Feed
+    from bookengine.simulator import Faults
+    from recorder.exitcodes import usage
+
+    try:
+        Feed(topics, url="ws://127.0.0.1:1" if args.sim else (args.url or "production"))
+        if args.sim:
+            Faults.parse(args.sim_faults or "")
+    except (BookEngineError, ValueError) as exc:
+        raise usage(str(exc)) from None
+    if args.sim_rate is not None and not args.sim_rate > 0:
+        raise usage("--sim-rate must be > 0")
 
 
 @contextlib.asynccontextmanager
@@ -35,7 +65,8 @@ async def source_url(args: argparse.Namespace, symbols: list[str]) -> AsyncItera
     from bookengine.wire import Topic
 
     listed = sorted({Topic.parse(t).symbol if ":" in t else t for t in symbols})
-    sim = Simulator(symbols=listed, rate=args.sim_rate, faults=Faults.parse(args.sim_faults))
+    faults = Faults.parse(args.sim_faults or "")
+    sim = Simulator(symbols=listed, rate=args.sim_rate or 200.0, faults=faults)
     await sim.start()
     try:
         yield sim.url
@@ -43,10 +74,18 @@ async def source_url(args: argparse.Namespace, symbols: list[str]) -> AsyncItera
         await sim.stop()
 
 
-def run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run on uvloop when installed; Ctrl-C ends the main coroutine cleanly (exit 130)."""
-    # uvloop.run and asyncio.run differ in their keyword arguments; only the coroutine
-    # is passed here, which both take
+def run_loop(
+    main: Callable[[], Coroutine[Any, Any, int]],
+    *,
+    on_stop: Callable[[str], None] | None = None,
+    on_hup: Callable[[], None] | None = None,
+) -> int:
+    """Run `main` on uvloop (when installed) with the signals a service gets.
+
+    SIGTERM and SIGINT call `on_stop(name)` (default: cancel `main`, which ends as it
+    does at Ctrl-C); a second one exits at once (files being written stay `.partial`,
+    readable to their last block). SIGHUP calls `on_hup` when given. A `main` cancelled
+    by a signal returns 0: being stopped is how a service ends."""
     runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop
@@ -54,7 +93,36 @@ def run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
+
+    async def supervised() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        received: list[str] = []
+
+        def stop(sig: signal.Signals) -> None:
+            received.append(sig.name)
+            if len(received) > 1:
+                log.error("second %s: exiting now; a file being written stays .partial", sig.name)
+                logging.shutdown()
+                os._exit(int(Exit.INTERRUPTED))
+            log.info("%s: stopping (a second signal exits at once)", sig.name)
+            if on_stop is not None:
+                on_stop(sig.name)
+            elif task is not None:
+                task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop, sig)
+        if on_hup is not None and hasattr(signal, "SIGHUP"):
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
+        try:
+            return await main()
+        except asyncio.CancelledError:
+            if received:
+                return int(Exit.OK)
+            raise
+
     try:
-        return runner(main())
+        return runner(supervised())
     except KeyboardInterrupt:
-        return 130
+        return int(Exit.OK)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from recorder.commands.record import parse_duration
+from recorder.commands._values import parse_duration
+from recorder.exitcodes import usage
 
 
 def parse_time(text: str, origin_ns: int | None) -> int:
@@ -55,18 +56,30 @@ def add_range_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_range(args: argparse.Namespace) -> tuple[int | None, int | None, list[str] | None]:
+    from recorder.exitcodes import CommandFailed, Exit
     from recorder.replay import recording_span
 
-    first, _ = recording_span(args.paths)
+    first, last = recording_span(args.paths)
     try:
         start = None if args.start is None else parse_time(args.start, first)
         end = None if args.end is None else parse_time(args.end, first)
     except argparse.ArgumentTypeError as exc:
-        raise SystemExit(f"{args.command}: {exc}") from None
+        raise usage(str(exc)) from None
     if start is not None and end is not None and end < start:
-        raise SystemExit(f"{args.command}: --to is before --from")
+        raise usage("--to is before --from")
+    if first is None or last is None:
+        raise CommandFailed(Exit.NO_DATA, "the recordings hold no records")
+    if (start is not None and start > last) or (end is not None and end < first):
+        raise CommandFailed(
+            Exit.NO_DATA,
+            f"the time window is outside the recordings, which span {_iso(first)} to {_iso(last)}",
+        )
     symbols = None if args.symbols is None else [s.strip().upper() for s in args.symbols.split(",")]
     return start, end, symbols
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
 
 def add_sizes_argument(parser: argparse.ArgumentParser) -> None:

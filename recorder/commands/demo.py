@@ -23,10 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from bookengine import BookSync, StatusChanged
     from bookengine.simulator import MarketModel
+    from recorder.exitcodes import usage
 
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     if not symbols or args.frames < 1 or args.depth < 1:
-        raise SystemExit("demo: need at least one symbol, --frames >= 1 and --depth >= 1")
+        raise usage("need at least one symbol, --frames >= 1 and --depth >= 1")
     models = {s: MarketModel(s, seed=args.seed) for s in symbols}
     sync = BookSync()
     sync.subscribe([f"update:{s}_0" for s in symbols], 0)

@@ -10,6 +10,7 @@ from recorder.commands._times import (
     parse_interval_ms,
     resolve_range,
 )
+from recorder.exitcodes import CommandFailed, Exit, usage
 
 HELP = "export top-of-book series, depth snapshots or trades to numpy (.npz) or Parquet"
 
@@ -39,12 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bookengine.errors import CorruptBlock
     from recorder.export import export
 
     if args.depth < 0:
-        raise SystemExit("export: --depth must be >= 0")
+        raise usage("--depth must be >= 0")
     if args.interval is not None and args.depth == 0:
-        raise SystemExit("export: --interval goes with --depth N (top of book is every change)")
+        raise usage("--interval goes with --depth N (top of book is every change)")
     try:
         start, end, symbols = resolve_range(args)
         path, rows, stats = export(
@@ -59,8 +61,12 @@ def run(args: argparse.Namespace) -> int:
             trades=args.trades,
             sizes=args.sizes,
         )
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # CorruptBlock included
-        raise SystemExit(f"export: {exc}") from None
+    except FileNotFoundError as exc:  # NoRecordings included
+        raise CommandFailed(Exit.NO_DATA, str(exc)) from None
+    except CorruptBlock as exc:
+        raise CommandFailed(Exit.CHECK_FAILED, str(exc)) from None
+    except (ValueError, RuntimeError) as exc:
+        raise usage(str(exc)) from None
     print(
         f"wrote {rows:,} rows to {path} (replayed {stats.frames:,} frames in {stats.wall_s:.2f}s)"
     )

@@ -1,120 +1,347 @@
-"""`btse-recorder record`: capture sessions to compressed, crash-safe, rotating files."""
+"""`btse-recorder record`: capture sessions to compressed, crash-safe, rotating files.
+
+Built to run for months under systemd or Docker: SIGTERM/SIGINT finalise and exit 0,
+SIGHUP starts a new file and reopens the log file, a config file holds hundreds of
+symbols, `--metrics-port` serves Prometheus metrics and a health check, `--keep` and
+`--min-free` bound the disk. Piped (not a terminal), progress is one line per
+`--status-every`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
+from pathlib import Path
 
-from recorder.commands._live import add_source_arguments, run_loop, source_url
+from recorder.commands._live import add_source_arguments, check_source, run_loop, source_url
+from recorder.commands._values import parse_duration, parse_file_size, parse_size
+from recorder.exitcodes import CommandFailed, Exit, usage
+from recorder.logs import FORMATS
 
 HELP = "record order book streams to compressed, rotating files (see docs/FORMAT.md)"
+log = logging.getLogger("recorder")
 
-_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "kb": 1e3, "mb": 1e6, "gb": 1e9}
-_TIME = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """`90`, `90s`, `15m`, `1h`, `1d` -> seconds."""
-    text = text.strip().lower()
-    unit = text[-1] if text and text[-1] in _TIME else "s"
-    number = text[:-1] if text and text[-1] in _TIME else text
-    try:
-        value = float(number) * _TIME[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30s, 15m, 1h)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("a duration must be > 0")
-    return value
-
-
-def parse_size(text: str) -> int:
-    """`500M`, `2G`, `1048576` -> bytes."""
-    text = text.strip().lower()
-    number = text.rstrip("kmgb")
-    try:
-        value = int(float(number) * _UNITS[text[len(number) :]])
-    except (ValueError, KeyError):
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500M, 2G)") from None
-    if value < 4096:
-        raise argparse.ArgumentTypeError("--max-bytes must be at least 4096")
-    return value
+DEFAULTS = {
+    "url": None,
+    "sim": False,
+    "sim_rate": None,
+    "sim_faults": None,
+    "duration": None,
+    "rotate": 3600.0,
+    "max_bytes": None,
+    "digest_interval": 5.0,
+    "trades": True,
+    "status_every": 60.0,
+    "metrics_port": None,
+    "metrics_host": "127.0.0.1",
+    "health_grace": 60.0,
+    "keep": None,
+    "min_free": None,
+    "on_low_disk": "stop",
+    "startup_timeout": 60.0,
+    "stop_timeout": 20.0,
+    "log_format": None,
+    "log_file": None,
+}
+RETENTION_CHECK_S = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("symbols", nargs="+", help="symbols (BTC-USD, BTC-PERP) or topics")
-    parser.add_argument("--out", required=True, help="output directory (created if missing)")
+    parser.add_argument(
+        "symbols", nargs="*", help="symbols (BTC-USD, BTC-PERP) or topics; or `symbols` in --config"
+    )
+    parser.add_argument("--config", default=None, help="a TOML file of these options (flags win)")
+    parser.add_argument(
+        "-o", "--output", "--out", dest="output", default=None,
+        help="output directory (created if missing)",
+    )  # fmt: skip
     add_source_arguments(parser)
     parser.add_argument("--duration", type=parse_duration, default=None, help="e.g. 30s, 2h")
     parser.add_argument(
-        "--rotate", type=parse_duration, default=3600.0, help="aligned time rotation (default 1h)"
+        "--rotate", type=parse_duration, default=None, help="aligned time rotation (default 1h)"
     )
-    parser.add_argument("--max-bytes", type=parse_size, default=None, help="also rotate at size")
-    parser.add_argument("--digest-interval", type=parse_duration, default=5.0)
-    parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument(
+        "--max-bytes", type=parse_file_size, default=None, help="also rotate at size"
+    )
+    parser.add_argument("--digest-interval", type=parse_duration, default=None, help="default 5s")
     parser.add_argument(
         "--no-trades",
         dest="trades",
         action="store_false",
+        default=None,
         help="books only (by default each symbol's public trades are recorded too)",
     )
+    ops = parser.add_argument_group("running as a service")
+    ops.add_argument(
+        "--status-every", type=parse_duration, default=None,
+        help="not on a terminal: one status line this often (default 60s)",
+    )  # fmt: skip
+    ops.add_argument(
+        "--metrics-port", type=int, default=None,
+        help="serve Prometheus /metrics and /healthz on this port ([metrics] extra)",
+    )  # fmt: skip
+    ops.add_argument("--metrics-host", default=None, help="address to serve on (default 127.0.0.1)")
+    ops.add_argument(
+        "--health-grace", type=parse_duration, default=None,
+        help="/healthz fails once a stream is out of sync this long (default 60s)",
+    )  # fmt: skip
+    ops.add_argument("--keep", type=parse_duration, default=None,
+                     help="delete finalised recordings older than this (e.g. 30d)")  # fmt: skip
+    ops.add_argument("--min-free", type=parse_size, default=None,
+                     help="free disk space to keep (e.g. 5G): see --on-low-disk")  # fmt: skip
+    ops.add_argument(
+        "--on-low-disk", choices=("stop", "delete"), default=None,
+        help="under --min-free: stop cleanly (default) or delete the oldest recordings",
+    )  # fmt: skip
+    ops.add_argument(
+        "--startup-timeout", type=parse_duration, default=None,
+        help="give up (exit 4) if no frame arrives within this (default 60s)",
+    )  # fmt: skip
+    ops.add_argument("--stop-timeout", type=parse_duration, default=None,
+                     help="at most this long to finalise after SIGTERM (default 20s)")  # fmt: skip
+    ops.add_argument("--log-format", choices=FORMATS, default=None, help="text (default) or json")
+    ops.add_argument("--log-file", default=None, help="log here instead of stderr (SIGHUP reopens)")
 
 
 def run(args: argparse.Namespace) -> int:
     from bookengine.errors import BookEngineError
     from bookengine.wire import to_topic
+    from recorder.config import load_config, merge
+    from recorder.retention import Retention
+    from recorder.writer import prepare_directory
 
+    try:
+        options = load_config(args.config) if args.config else {}
+    except BookEngineError as exc:
+        raise usage(str(exc)) from None
+    args.symbols = args.symbols or None
+    merge(args, options, DEFAULTS)
+    if not args.symbols:
+        raise usage("no symbols: give them as arguments or as `symbols = [...]` in --config")
+    if not args.output:
+        raise usage('no output directory: give -o DIR or `output = "DIR"` in --config')
     try:
         topics = [to_topic(s) for s in args.symbols]
     except BookEngineError as exc:
-        raise SystemExit(f"record: {exc}") from None
-    return run_loop(lambda: _record(args, topics))
+        raise usage(str(exc)) from None
+    check_source(args, topics)
+    if args.metrics_port is not None:
+        from recorder.metrics import require_prometheus
+
+        if not 0 <= args.metrics_port <= 65535:
+            raise usage("--metrics-port must be 0-65535")
+        try:
+            require_prometheus()
+        except BookEngineError as exc:
+            raise usage(str(exc)) from None
+    out = Path(args.output).expanduser().absolute()
+    created = _first_missing(out)  # removed again if nothing gets recorded
+    try:
+        prepare_directory(out)
+    except BookEngineError as exc:
+        raise usage(str(exc)) from None
+    if args.log_format or args.log_file:
+        try:
+            args.logs.configure(args.log_format, args.log_file)
+        except OSError as exc:
+            raise usage(f"cannot open log file {args.log_file}: {exc.strerror or exc}") from None
+    retention = Retention(out, args.keep, args.min_free, args.on_low_disk)
+    reason = retention.sweep() if out.exists() else None
+    if reason is None and retention.low_on_space():
+        reason = retention.sweep()
+    if reason is not None:
+        raise CommandFailed(Exit.DISK, f"not starting: {reason}")
+
+    from recorder.session import SessionControl
+
+    control = SessionControl()
+
+    def hup() -> None:
+        control.rotate()
+        args.logs.reopen()
+        log.info("SIGHUP: starting a new file and reopening the log")
+
+    try:
+        return run_loop(
+            lambda: _record(args, topics, out, control, retention),
+            on_stop=lambda name: control.stop(f"signal {name}"),
+            on_hup=hup,
+        )
+    finally:
+        _remove_if_empty(out, created)
 
 
-async def _record(args: argparse.Namespace, topics: list[str]) -> int:
-    from recorder.session import SessionStats, record_session
+def _first_missing(path: Path) -> Path | None:
+    """The outermost directory of `path` that does not exist yet, if any."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return missing
+        missing = candidate
+    return missing
+
+
+def _remove_if_empty(out: Path, created: Path | None) -> None:
+    """Nothing was recorded: remove the directories this run created (empty ones only)."""
+    if created is None:
+        return
+    for directory in (out, *out.parents):
+        try:
+            directory.rmdir()  # only if empty
+        except OSError:
+            return
+        if directory == created:
+            return
+
+
+async def _record(args, topics, out, control, retention) -> int:  # noqa: ANN001
+    from recorder.session import record_session
     from recorder.writer import RecorderError
 
-    tty = sys.stderr.isatty()
-    shown_errors = 0
+    server = None
+    if args.metrics_port is not None:
+        from recorder.metrics import MetricsServer
 
-    def status(stats: SessionStats) -> None:
-        nonlocal shown_errors
-        for error in stats.exchange_errors[shown_errors:]:
-            print(f"\nexchange error: {error}", file=sys.stderr)
-        shown_errors = len(stats.exchange_errors)
-        if args.quiet:
-            return
-        line = (
-            f"{stats.elapsed_s:7.1f}s  frames {stats.frames:,}  in {stats.bytes_in / 1e6:,.1f} MB  "
-            f"file {stats.compressed_bytes / 1e6:,.2f} MB (x{stats.ratio:.1f})  gaps {stats.gaps}  "
-            f"resyncs {stats.resyncs}  lost {stats.lost}  files {len(stats.files) + 1}"
-        )
-        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
-
-    async with source_url(args, topics) as url:
+        server = MetricsServer(control, args.health_grace)
         try:
-            stats = await record_session(
-                topics,
-                args.out,
-                url=url,
-                duration=args.duration,
-                rotate_s=args.rotate,
-                max_bytes=args.max_bytes,
-                digest_interval=args.digest_interval,
-                on_status=status,
-                trades=args.trades,
-            )
-        except RecorderError as exc:
-            print(f"\nrecord: {exc}", file=sys.stderr)
-            return 3
-    print(file=sys.stderr)
+            await server.start(args.metrics_host, args.metrics_port)
+        except OSError as exc:
+            raise usage(
+                f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        log.info("metrics on http://%s:%d/metrics, health on /healthz",
+                 args.metrics_host, server.port)  # fmt: skip
+    status = _StatusReporter(args, control, retention)
+    try:
+        async with source_url(args, topics) as url:
+            log.info(
+                "recording %d symbol(s) from %s into %s",
+                len(topics), url, out,
+                extra={"fields": {"symbols": len(topics), "url": url, "output": str(out)}},
+            )  # fmt: skip
+            try:
+                stats = await record_session(
+                    topics,
+                    out,
+                    url=url,
+                    duration=args.duration,
+                    rotate_s=args.rotate,
+                    max_bytes=args.max_bytes,
+                    digest_interval=args.digest_interval,
+                    on_status=status,
+                    trades=args.trades,
+                    control=control,
+                    startup_timeout=args.startup_timeout,
+                    stop_timeout=args.stop_timeout,
+                )
+            except RecorderError as exc:
+                status.done()
+                raise CommandFailed(Exit.DISK, str(exc)) from None
+    finally:
+        if server is not None:
+            await server.stop()
+    status.done()
+    _summary(stats)
+    return _exit_status(stats, status.disk_stop)
+
+
+def _exit_status(stats, disk_stop: str | None) -> int:  # noqa: ANN001
+    if disk_stop is not None:
+        print(f"record: stopped: {disk_stop}", file=sys.stderr)
+        return Exit.DISK
+    if stats.stopped_by == "rejected":
+        print(f"record: the exchange rejected every topic: {', '.join(sorted(stats.rejected))}",
+              file=sys.stderr)  # fmt: skip
+        return Exit.REJECTED
+    if stats.stopped_by == "startup_timeout" or stats.frames == 0:
+        print("record: nothing recorded: no frame arrived (is the URL right, the host "
+              "reachable?)", file=sys.stderr)  # fmt: skip
+        return Exit.NOTHING_RECORDED
+    return Exit.OK
+
+
+def _summary(stats) -> None:  # noqa: ANN001
     print(
         f"recorded {stats.frames:,} frames in {stats.elapsed_s:.1f}s into {len(stats.files)} "
         f"file(s), x{stats.ratio:.1f} compression, gaps {stats.gaps}, resyncs {stats.resyncs}, "
-        f"lost {stats.lost}"
+        f"lost {stats.lost}; stopped by {stats.stopped_by or '?'}"
     )
     for path in stats.files:
         print(f"  {path}")
-    if stats.exchange_errors and stats.frames == 0:
-        return 4
-    return 0
+    if stats.rejected:
+        print(f"rejected by the exchange: {', '.join(sorted(stats.rejected))}")
+
+
+class _StatusReporter:
+    """Progress as the place it goes wants it: on a terminal a line redrawn in place, in
+    a log one line per --status-every, with -q nothing. It also runs the disk guard."""
+
+    def __init__(self, args: argparse.Namespace, control, retention) -> None:  # noqa: ANN001
+        self.tty = sys.stderr.isatty() and not args.log_file
+        self.quiet = args.quiet
+        self.every = args.status_every
+        self.control = control
+        self.retention = retention
+        self.shown_errors = 0
+        self.shown_rejected: set[str] = set()
+        self.next_line = time.monotonic() + self.every
+        self.next_check = time.monotonic() + RETENTION_CHECK_S
+        self.last_frames = 0
+        self.last_time = time.monotonic()
+        self.drawn = False
+        self.disk_stop: str | None = None
+
+    def __call__(self, stats) -> None:  # noqa: ANN001
+        for error in stats.exchange_errors[self.shown_errors :]:
+            self._clear()
+            log.warning("exchange error: %s", error)
+        self.shown_errors = len(stats.exchange_errors)
+        now = time.monotonic()
+        if now >= self.next_check:
+            self.next_check = now + RETENTION_CHECK_S
+            reason = self.retention.sweep()
+            if reason is not None and self.disk_stop is None:
+                self.disk_stop = reason
+                self._clear()
+                log.error("stopping: %s", reason)
+                self.control.stop("min_free")
+        if self.quiet:
+            return
+        if self.tty:
+            sys.stderr.write("\r" + _line(stats) + "\x1b[K")
+            sys.stderr.flush()
+            self.drawn = True
+        elif now >= self.next_line:
+            self.next_line += self.every * max(1, int((now - self.next_line) // self.every) + 1)
+            rate = (stats.frames - self.last_frames) / max(now - self.last_time, 1e-9)
+            self.last_frames, self.last_time = stats.frames, now
+            fields = {
+                "frames": stats.frames, "frames_per_s": round(rate, 1), "bytes_in": stats.bytes_in,
+                "written_bytes": stats.compressed_bytes, "gaps": stats.gaps,
+                "resyncs": stats.resyncs, "lost": stats.lost, "files": len(stats.files) + 1,
+                "rejected": len(stats.rejected),
+            }  # fmt: skip
+            log.info("status: %s, %.0f frames/s", _line(stats).strip(), rate,
+                     extra={"fields": fields})  # fmt: skip
+
+    def _clear(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r\x1b[K")
+            self.drawn = False
+
+    def done(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.drawn = False
+
+
+def _line(stats) -> str:  # noqa: ANN001
+    return (
+        f"{stats.elapsed_s:7.1f}s  frames {stats.frames:,}  in {stats.bytes_in / 1e6:,.1f} MB  "
+        f"file {stats.compressed_bytes / 1e6:,.2f} MB (x{stats.ratio:.1f})  gaps {stats.gaps}  "
+        f"resyncs {stats.resyncs}  lost {stats.lost}  files {len(stats.files) + 1}"
+    )

@@ -7,6 +7,7 @@ import sys
 import time
 
 from recorder.commands._times import add_range_arguments, add_sizes_argument, resolve_range
+from recorder.exitcodes import CommandFailed, Exit, usage
 
 HELP = "replay recordings through the book engine (fast, paced or from a time)"
 
@@ -41,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
             skip_damaged=args.skip_damaged,
             sizes=args.sizes,
         )
-    except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"replay: {exc}") from None
+    except FileNotFoundError as exc:  # NoRecordings included
+        raise CommandFailed(Exit.NO_DATA, str(exc)) from None
+    except ValueError as exc:
+        raise usage(str(exc)) from None
     first, last = recording_span(args.paths)
     lo, hi = start or first or 0, end or last or 1
     tty = sys.stderr.isatty()
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         stats = replay.run(on_top=show if args.show else None, progress=progress)
     except CorruptBlock as exc:
         print(file=sys.stderr)
-        raise SystemExit(f"replay: {exc}") from None
+        raise CommandFailed(Exit.CHECK_FAILED, str(exc)) from None
     print(file=sys.stderr)
     print(
         f"replayed {stats.frames:,} frames ({stats.frame_bytes / 1e6:,.1f} MB) "
@@ -94,4 +97,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"  MISMATCH at {m.arrival_ns} {m.topic} seq {m.seq}: live {m.live} replay {m.replay}"
         )
-    return 1 if stats.mismatches else 0
+    if stats.mismatches:
+        return Exit.CHECK_FAILED
+    if stats.frames == 0:
+        raise CommandFailed(Exit.NO_DATA, "no frame in the selected recordings and window")
+    return Exit.OK

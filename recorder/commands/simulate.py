@@ -6,6 +6,9 @@ import argparse
 import asyncio
 import time
 
+from recorder.commands._live import run_loop
+from recorder.exitcodes import Exit, usage
+
 HELP = "run the local BTSE exchange simulator (loopback) until Ctrl-C"
 
 
@@ -51,14 +54,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         faults = Faults.parse(args.faults)
     except ValueError as exc:
-        raise SystemExit(f"simulate: {exc}") from None
+        raise usage(str(exc)) from None
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     if not symbols:
-        raise SystemExit("simulate: --symbols needs at least one symbol")
+        raise usage("--symbols needs at least one symbol")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}, not only on loopback")
 
-    async def main() -> None:
+    async def main() -> int:
         sim = Simulator(
             host=args.host,
             port=args.port,
@@ -74,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             await sim.start()
         except OSError as exc:
-            raise SystemExit(f"simulate: cannot listen on {args.host}:{args.port}: {exc}") from None
+            raise usage(
+                f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+            ) from None
         print(f"BTSE simulator: spot {sim.spot_url}  futures {sim.futures_url}", flush=True)
         print(f"symbols {', '.join(symbols)}; {args.rate:g} deltas/s per topic; Ctrl-C stops")
         if faults.any():
@@ -91,19 +96,6 @@ def run(args: argparse.Namespace) -> int:
                 f"stopped: {stats['connections_total']} connections, "
                 f"{stats['frames_sent']} frames sent, faults injected: {injected}"
             )
+        return Exit.OK
 
-    try:
-        _run_loop(main())
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-def _run_loop(coro) -> None:  # noqa: ANN001
-    """asyncio.run on uvloop when it is installed (it is a dependency; not on Windows)."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
+    return run_loop(main)  # SIGTERM and Ctrl-C stop it cleanly, exit 0

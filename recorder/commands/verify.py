@@ -10,7 +10,6 @@ file is intact, the session was not.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 HELP = "check recordings: every block decodes, counts and times agree, files are finalised"
@@ -18,7 +17,6 @@ HELP = "check recordings: every block decodes, counts and times agree, files are
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="recording files or directories")
-    parser.add_argument("--quiet", "-q", action="store_true", help="print failures only")
     parser.add_argument(
         "--skip-damaged",
         action=argparse.BooleanOptionalAction,
@@ -147,11 +145,11 @@ def footer_problems(footer: dict, expect: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from recorder.exitcodes import usage
     from recorder.reader import describe_leftover, find_recordings_or_fail
 
     if args.skip_damaged:  # accepted for symmetry with replay/export, never honoured
-        print("verify: --skip-damaged is refused: verify fails on damage", file=sys.stderr)
-        return 2
+        raise usage("--skip-damaged is refused: verify fails on damage")
     files, leftovers = find_recordings_or_fail(args.paths)
     for partial, final in leftovers:
         print(f"NOTE {describe_leftover(partial, final)}")

@@ -7,7 +7,9 @@ import asyncio
 import sys
 import time
 
-from recorder.commands._live import add_source_arguments, run_loop, source_url
+from recorder.commands._live import add_source_arguments, check_source, run_loop, source_url
+from recorder.commands._values import parse_duration
+from recorder.exitcodes import Exit, usage
 
 HELP = "show a live top-of-book table (status, spread, rates, gaps, latency)"
 
@@ -15,8 +17,14 @@ HELP = "show a live top-of-book table (status, spread, rates, gaps, latency)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("symbols", nargs="+", help="symbols (BTC-USD, BTC-PERP) or topics")
     add_source_arguments(parser)
-    parser.add_argument("--refresh", type=float, default=0.5, help="seconds between redraws")
-    parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    parser.add_argument(
+        "--refresh", type=parse_duration, default=0.5, help="on a terminal: redraw this often"
+    )
+    parser.add_argument(
+        "--status-every", type=parse_duration, default=60.0,
+        help="not on a terminal: print the table this often (default 60s)",
+    )  # fmt: skip
+    parser.add_argument("--duration", type=parse_duration, default=None, help="e.g. 30s, 1h")
     parser.add_argument(
         "--no-trades", dest="trades", action="store_false", help="books only (no last trade)"
     )
@@ -29,9 +37,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         topics = [to_topic(s) for s in args.symbols]
     except BookEngineError as exc:
-        raise SystemExit(f"watch: {exc}") from None
-    if args.refresh <= 0:
-        raise SystemExit("watch: --refresh must be > 0")
+        raise usage(str(exc)) from None
+    check_source(args, topics)
     return run_loop(lambda: _watch(args, topics))
 
 
@@ -46,30 +53,41 @@ async def _watch(args: argparse.Namespace, topics: list[str]) -> int:
 
     async with source_url(args, topics) as url:
         async with Feed(topics, url=url, on_error=on_error, trades=args.trades) as feed:
-            started = time.monotonic()
+            started = now = time.monotonic()
             last_frames, last_time = 0, started
+            every = args.refresh if tty else args.status_every
             try:
-                while args.duration is None or time.monotonic() - started < args.duration:
-                    await asyncio.sleep(args.refresh)
+                while args.duration is None or now - started < args.duration:
+                    left = None if args.duration is None else args.duration - (now - started)
+                    await asyncio.sleep(every if left is None else max(0.0, min(every, left)))
                     now = time.monotonic()
-                    stats = feed.stats()
-                    rate = (stats.frames - last_frames) / (now - last_time)
-                    last_frames, last_time = stats.frames, now
-                    screen = _table(feed, topics, rate, stats, url, errors[-3:])
-                    if tty:
-                        sys.stdout.write("\x1b[H\x1b[2J" + screen + "\n")
-                    else:
-                        sys.stdout.write(screen + "\n\n")
-                    sys.stdout.flush()
+                    if now - last_time < every * 0.99:
+                        continue  # cut short by the end of --duration: the final table shows it
+                    last_frames, last_time = _show(feed, topics, url, errors, tty,
+                                                   last_frames, last_time, now)  # fmt: skip
             except asyncio.CancelledError:
                 pass
+            if not tty:  # the last state, for a log or a pipe
+                _show(feed, topics, url, errors, tty, last_frames, last_time, time.monotonic())
             stats = feed.stats()
             print(
                 f"\n{stats.frames} frames in {time.monotonic() - started:.1f}s; gaps {stats.gaps}, "
                 f"resyncs {stats.resyncs}, reconnects {stats.reconnects}, "
                 f"bad frames {stats.bad_frames}, exchange errors {stats.error_frames}"
             )
-    return 0
+    return Exit.OK
+
+
+def _show(feed, topics, url, errors, tty, last_frames, last_time, now):  # noqa: ANN001, ANN202
+    stats = feed.stats()
+    rate = (stats.frames - last_frames) / max(now - last_time, 1e-9)
+    screen = _table(feed, topics, rate, stats, url, errors[-3:])
+    if tty:
+        sys.stdout.write("\x1b[H\x1b[2J" + screen + "\n")
+    else:
+        sys.stdout.write(screen + "\n\n")
+    sys.stdout.flush()
+    return stats.frames, now
 
 
 def _table(feed, topics: list[str], rate: float, stats, url: str, errors: list[str]) -> str:  # noqa: ANN001
