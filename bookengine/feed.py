@@ -725,6 +725,8 @@ class _Connection:
 
     def status_changed(self, event: StatusChanged) -> None:
         """Notice what the operator must know of a stream's status."""
+        log.debug("connection %d: %s %s (%s) %s", self.id, event.topic, event.status,
+                  event.reason, event.detail)  # fmt: skip
         if event.status is SyncStatus.SYNCED:
             self.synced_once = True
         elif event.status is SyncStatus.FAILING:
@@ -740,6 +742,8 @@ class _Connection:
         now = time.time_ns()
         if tap is not None:
             tap.on_open(self.id, now, self.url)
+        log.debug("connection %d: open to %s, subscribing %d topic(s)", self.id, self.url,
+                  len(self.topics))  # fmt: skip
         self._outbox = asyncio.Queue()
         self._send(encode_subscribe(self.topics))
         self._call("subscribe", now, self.topics)

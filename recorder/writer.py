@@ -389,6 +389,12 @@ class RecordingWriter(_RecordMethods):
         _sync_directory(self.out_dir)
         self.files.append(final)
         self._path = None
+        log.log(
+            logging.DEBUG if why == "close" else logging.INFO,
+            "finalised %s (%s): %d records, %d bytes",
+            final.name, why, footer["records"], self._file_bytes,
+            extra={"fields": {"file": str(final), "finalised_by": why}},
+        )  # fmt: skip
 
     def _write(self, data: bytes) -> None:
         # callers (flush, _finalise) return early when no file is open

@@ -109,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
     from bookengine.errors import BookEngineError
     from bookengine.wire import to_topic
     from recorder.config import load_config, merge
-    from recorder.retention import Retention
     from recorder.writer import prepare_directory
 
     try:
@@ -147,15 +146,21 @@ def run(args: argparse.Namespace) -> int:
             args.logs.configure(args.log_format, args.log_file)
         except OSError as exc:
             raise usage(f"cannot open log file {args.log_file}: {exc.strerror or exc}") from None
-    retention = Retention(out, args.keep, args.min_free, args.on_low_disk)
-    reason = retention.sweep() if out.exists() else None
-    if reason is None and retention.low_on_space():
-        reason = retention.sweep()
-    if reason is not None:
-        raise CommandFailed(Exit.DISK, f"not starting: {reason}")
+    try:
+        return _run_created(args, topics, out)
+    finally:
+        _remove_if_empty(out, created)
 
+
+def _run_created(args: argparse.Namespace, topics: list[str], out: Path) -> int:
+    """The run once the output directory exists (removed again if left empty)."""
+    from recorder.retention import Retention
     from recorder.session import SessionControl
 
+    retention = Retention(out, args.keep, args.min_free, args.on_low_disk)
+    reason = retention.sweep()
+    if reason is not None:
+        raise CommandFailed(Exit.DISK, f"not starting: {reason}")
     control = SessionControl()
 
     def hup() -> None:
@@ -163,14 +168,11 @@ def run(args: argparse.Namespace) -> int:
         args.logs.reopen()
         log.info("SIGHUP: starting a new file and reopening the log")
 
-    try:
-        return run_loop(
-            lambda: _record(args, topics, out, control, retention),
-            on_stop=lambda name: control.stop(f"signal {name}"),
-            on_hup=hup,
-        )
-    finally:
-        _remove_if_empty(out, created)
+    return run_loop(
+        lambda: _record(args, topics, out, control, retention),
+        on_stop=lambda name: control.stop(f"signal {name}"),
+        on_hup=hup,
+    )
 
 
 def _first_missing(path: Path) -> Path | None:
