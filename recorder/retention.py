@@ -79,8 +79,8 @@ class Retention:
                     return None
         assert self.min_free is not None  # low_on_space is False without it
         return (
-            f"free space on {self.out_dir} is {self.free(self.out_dir) / 1e9:.2f} GB, under "
-            f"--min-free {self.min_free / 1e9:.2f} GB"
+            f"free space on {self.out_dir} is {_size(self.free(self.out_dir))}, under "
+            f"--min-free {_size(self.min_free)}"
             + ("; no finalised recording is left to delete" if self.on_low_disk == "delete" else "")
         )
 
@@ -98,3 +98,7 @@ class Retention:
         log.info(
             "retention: deleted %s (%s)", path.name, why, extra={"fields": {"file": str(path)}}
         )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:,.2f} GB" if abs(n) >= 100_000_000 else f"{n:,} bytes"

@@ -28,6 +28,7 @@ from bookengine.feed import CLOSED_BY_APP, Feed
 from bookengine.instruments import Instruments
 from bookengine.sync import RecoveryPolicy
 from bookengine.wire import Topic
+from recorder.retention import Retention
 from recorder.writer import RecorderError, RecorderSink, RecordingWriter
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class SessionStats:
     # why the session ended: "duration", "cancelled", "rejected" (every stream),
     # "startup_timeout" (no frame in time), or what SessionControl.stop was told
     stopped_by: str = ""
+    disk_problem: str | None = None  # why the retention guard stopped it ("min_free")
 
     @property
     def ratio(self) -> float:
@@ -155,13 +157,18 @@ async def record_session(
     control: SessionControl | None = None,
     startup_timeout: float | None = None,
     stop_timeout: float = 60.0,
+    retention: Retention | None = None,
+    retention_interval: float = 10.0,
 ) -> SessionStats:
     """Record until `duration` elapses, the task is cancelled or `control.stop()` is
     called; any way the session ends with a digest of every synced book and the file is
     finalised. It also ends early, saying why in `stopped_by`, when the exchange rejected
     every stream or no frame came within `startup_timeout` seconds. Raises RecorderError
     (with the files kept) if the disk gives up, or the queued records cannot be written
-    within `stop_timeout` seconds of the stop."""
+    within `stop_timeout` seconds of the stop.
+
+    `retention` (--keep, --min-free) is applied every `retention_interval` seconds; when
+    it says the disk is too full, the session ends cleanly with `stopped_by` "min_free"."""
     options = dict(feed_options or {})
     # the live books' retry policy: replay needs it to report the same failing statuses
     recovery = options["recovery"] = options.get("recovery") or RecoveryPolicy()
@@ -222,6 +229,7 @@ async def record_session(
             next_checkpoint = time.monotonic()  # one as soon as the books are synced
             # cancelled (Ctrl-C) ends the session as `duration` does, final digests included
             stats.stopped_by = "cancelled"
+            next_sweep = time.monotonic() + retention_interval
             with contextlib.suppress(asyncio.CancelledError):
                 while True:
                     if duration is not None and time.monotonic() - started >= duration:
@@ -244,6 +252,13 @@ async def record_session(
                     ):
                         stats.stopped_by = "startup_timeout"
                         break
+                    if retention is not None and time.monotonic() >= next_sweep:
+                        next_sweep = time.monotonic() + retention_interval
+                        stats.disk_problem = await asyncio.to_thread(retention.sweep)
+                        if stats.disk_problem is not None:
+                            log.error("stopping: %s", stats.disk_problem)
+                            stats.stopped_by = "min_free"
+                            break
                     if time.monotonic() >= next_digest:
                         next_digest += digest_interval
                         _write_digests(feed, sink)

@@ -463,3 +463,32 @@ def test_help_lists_every_exit_status():
     assert result.returncode == 0
     for code in Exit:
         assert re.search(rf"^\s+{int(code)}\s", result.stdout, re.M), code
+
+
+def test_free_space_falling_under_min_free_stops_the_session_cleanly(tmp_path):
+    from simclient import FAST, run
+
+    from bookengine.simulator import Simulator
+    from recorder.commands.verify import verify_file
+    from recorder.retention import Retention
+    from recorder.session import record_session
+
+    checks = []
+
+    def free(_path: Path) -> int:  # plenty, until the third look
+        checks.append(1)
+        return 10**12 if len(checks) < 3 else 10
+
+    async def body():  # noqa: ANN202
+        async with Simulator(symbols=["BTC-USD"], rate=200) as sim:
+            return await record_session(
+                ["BTC-USD"], tmp_path, url=sim.url, duration=60, feed_options=FAST,
+                retention=Retention(tmp_path, min_free=1000, free=free), retention_interval=0.3,
+            )  # fmt: skip
+
+    stats = run(body(), timeout=60)
+    assert stats.stopped_by == "min_free" and len(checks) >= 3
+    assert stats.disk_problem is not None and "under --min-free" in stats.disk_problem
+    assert stats.frames > 0 and not list(tmp_path.glob("*.partial"))
+    (path,) = tmp_path.glob("*" + fmt.SUFFIX)
+    assert verify_file(path) == ([], [])

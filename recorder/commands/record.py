@@ -45,7 +45,6 @@ DEFAULTS = {
     "log_format": None,
     "log_file": None,
 }
-RETENTION_CHECK_S = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -216,7 +215,7 @@ async def _record(args, topics, out, control, retention) -> int:  # noqa: ANN001
             ) from None
         log.info("metrics on http://%s:%d/metrics, health on /healthz",
                  args.metrics_host, server.port)  # fmt: skip
-    status = _StatusReporter(args, control, retention)
+    status = _StatusReporter(args)
     try:
         async with source_url(args, topics) as url:
             log.info(
@@ -238,6 +237,7 @@ async def _record(args, topics, out, control, retention) -> int:  # noqa: ANN001
                     control=control,
                     startup_timeout=args.startup_timeout,
                     stop_timeout=args.stop_timeout,
+                    retention=retention,
                 )
             except RecorderError as exc:
                 status.done()
@@ -247,12 +247,12 @@ async def _record(args, topics, out, control, retention) -> int:  # noqa: ANN001
             await server.stop()
     status.done()
     _summary(stats)
-    return _exit_status(stats, status.disk_stop)
+    return _exit_status(stats)
 
 
-def _exit_status(stats, disk_stop: str | None) -> int:  # noqa: ANN001
-    if disk_stop is not None:
-        print(f"record: stopped: {disk_stop}", file=sys.stderr)
+def _exit_status(stats) -> int:  # noqa: ANN001
+    if stats.stopped_by == "min_free":
+        print(f"record: stopped: {stats.disk_problem}", file=sys.stderr)
         return Exit.DISK
     if stats.stopped_by == "rejected":
         print(f"record: the exchange rejected every topic: {', '.join(sorted(stats.rejected))}",
@@ -279,22 +279,17 @@ def _summary(stats) -> None:  # noqa: ANN001
 
 class _StatusReporter:
     """Progress as the place it goes wants it: on a terminal a line redrawn in place, in
-    a log one line per --status-every, with -q nothing. It also runs the disk guard."""
+    a log one line per --status-every, with -q nothing."""
 
-    def __init__(self, args: argparse.Namespace, control, retention) -> None:  # noqa: ANN001
+    def __init__(self, args: argparse.Namespace) -> None:
         self.tty = sys.stderr.isatty() and not args.log_file
         self.quiet = args.quiet
         self.every = args.status_every
-        self.control = control
-        self.retention = retention
         self.shown_errors = 0
-        self.shown_rejected: set[str] = set()
         self.next_line = time.monotonic() + self.every
-        self.next_check = time.monotonic() + RETENTION_CHECK_S
         self.last_frames = 0
         self.last_time = time.monotonic()
         self.drawn = False
-        self.disk_stop: str | None = None
 
     def __call__(self, stats) -> None:  # noqa: ANN001
         for error in stats.exchange_errors[self.shown_errors :]:
@@ -302,14 +297,6 @@ class _StatusReporter:
             log.warning("exchange error: %s", error)
         self.shown_errors = len(stats.exchange_errors)
         now = time.monotonic()
-        if now >= self.next_check:
-            self.next_check = now + RETENTION_CHECK_S
-            reason = self.retention.sweep()
-            if reason is not None and self.disk_stop is None:
-                self.disk_stop = reason
-                self._clear()
-                log.error("stopping: %s", reason)
-                self.control.stop("min_free")
         if self.quiet:
             return
         if self.tty:
