@@ -77,6 +77,7 @@ RECORD_KEYS: dict[str, Callable[[Any], Any]] = {
     "sim": _boolean,
     "sim_rate": _positive,
     "sim_faults": lambda v: v if isinstance(v, str) else _string(v),
+    "sim_symbols": _symbols,
     "duration": parse_duration,
     "rotate": parse_duration,
     "max_bytes": lambda v: parse_file_size(int(v) if isinstance(v, float) else v),

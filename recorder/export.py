@@ -1,12 +1,18 @@
-"""Export book series from recordings to numpy (`.npz`) or Parquet (pyarrow, optional).
+"""Export book series from recordings to numpy (`.npz`), Parquet (pyarrow, optional) or
+CSV, with the columns a pandas/polars user expects:
 
-Two tables, with the columns a pandas/polars user expects:
+- top of book (`depth=0`): arrival_ns, exchange_ms, symbol, grouping, seq, synced,
+  bid_price, bid_size, ask_price, ask_size; one row per top-of-book change.
+- depth snapshots (`depth=N`): arrival_ns, exchange_ms, symbol, grouping, seq, synced,
+  then bid_price_0..N-1, bid_size_0.., ask_price_0.., ask_size_0.. (best first, NaN where
+  the book is thinner); one row per book update, or per `interval_ms` of arrival time.
 
-- top of book (`depth=0`): arrival_ns, exchange_ms, symbol, grouping, seq, bid_price,
-  bid_size, ask_price, ask_size; one row per top-of-book change.
-- depth snapshots (`depth=N`): arrival_ns, exchange_ms, symbol, grouping, seq, then
-  bid_price_0..N-1, bid_size_0.., ask_price_0.., ask_size_0.. (best first, NaN where the
-  book is thinner); one row per book update, or per `interval_ms` of arrival time.
+Holes are rows: when a book goes out of sync (a gap, a lost connection, a crossed book),
+a row with `synced` false, seq -1 and NaN prices is written at that instant; rows resume
+(`synced` true) once the book is rebuilt. A series never silently spans a hole.
+
+- L1 quotes (`l1=True`): the recorded `snapshotL1` streams: arrival_ns, exchange_ms,
+  symbol, topic, bid_price, bid_size, ask_price, ask_size; one row per quote.
 
 - trades (`trades=True`): arrival_ns, exchange_ms, symbol, trade_id, side (BUY/SELL,
   the taker's), batch (came in the post-subscribe batch), price, size; one row per trade,
@@ -17,16 +23,19 @@ Prices and sizes are float64 holding the exact decimals sent; an empty side is N
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from array import array
 from collections.abc import Iterable
 from math import nan
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from bookengine.errors import ArgumentError, MissingExtra
-from bookengine.events import BookUpdate, TopOfBook, Trade
+from bookengine.events import BookUpdate, L1Quote, StatusChanged, SyncStatus, TopOfBook, Trade
 from recorder.replay import Replay, ReplayStats
 
 
@@ -39,6 +48,7 @@ class Columns:
         self.exchange_ms = array("q")
         self.seq = array("q")
         self.grouping = array("q")
+        self.synced = array("b")
         self.symbol: list[str] = []
         self.floats = {name: array("d") for name in float_names}
 
@@ -47,9 +57,21 @@ class Columns:
         self.exchange_ms.append(event.exchange_ms if event.exchange_ms is not None else -1)
         self.seq.append(event.seq)
         self.grouping.append(-1 if event.grouping is None else event.grouping)
+        self.synced.append(1)
         self.symbol.append(event.symbol)
         for column, value in zip(self.floats.values(), values, strict=True):
             column.append(nan if value is None else value)
+
+    def add_hole(self, status: StatusChanged) -> None:
+        """The book of `status` left sync here: one marker row (synced false, NaN)."""
+        self.arrival_ns.append(status.arrival_ns)
+        self.exchange_ms.append(-1)
+        self.seq.append(-1)
+        self.grouping.append(-1 if status.grouping is None else status.grouping)
+        self.synced.append(0)
+        self.symbol.append(status.symbol)
+        for column in self.floats.values():
+            column.append(nan)
 
     def __len__(self) -> int:
         return len(self.arrival_ns)
@@ -61,6 +83,7 @@ class Columns:
             "symbol": np.array(self.symbol, dtype=str),
             "grouping": np.frombuffer(self.grouping, dtype=np.int64).copy(),
             "seq": np.frombuffer(self.seq, dtype=np.int64).copy(),
+            "synced": np.frombuffer(self.synced, dtype=np.int8).astype(bool),
         }
         for name, column in self.floats.items():
             out[name] = np.frombuffer(column, dtype=np.float64).copy()
@@ -106,6 +129,48 @@ class TradeColumns:
         }
 
 
+class L1Columns:
+    """The snapshotL1 quotes, column-wise (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.arrival_ns = array("q")
+        self.exchange_ms = array("q")
+        self.symbol: list[str] = []
+        self.topic: list[str] = []
+        self.floats = {n: array("d") for n in ("bid_price", "bid_size", "ask_price", "ask_size")}
+
+    def add(self, quote: L1Quote) -> None:
+        self.arrival_ns.append(quote.arrival_ns)
+        self.exchange_ms.append(-1 if quote.exchange_ms is None else quote.exchange_ms)
+        self.symbol.append(quote.symbol)
+        self.topic.append(quote.topic)
+        for column, value in zip(self.floats.values(), quote[3:7], strict=True):
+            column.append(nan if value is None else value)
+
+    def __len__(self) -> int:
+        return len(self.arrival_ns)
+
+    def as_numpy(self) -> dict[str, np.ndarray]:
+        out = {
+            "arrival_ns": np.frombuffer(self.arrival_ns, dtype=np.int64).copy(),
+            "exchange_ms": np.frombuffer(self.exchange_ms, dtype=np.int64).copy(),
+            "symbol": np.array(self.symbol, dtype=str),
+            "topic": np.array(self.topic, dtype=str),
+        }
+        for name, column in self.floats.items():
+            out[name] = np.frombuffer(column, dtype=np.float64).copy()
+        return out
+
+
+def collect_l1(replay: Replay) -> L1Columns:
+    """Replay and gather every recorded snapshotL1 quote."""
+    columns = L1Columns()
+    for event in replay.events():
+        if type(event) is L1Quote:
+            columns.add(event)
+    return columns
+
+
 def collect_trades(replay: Replay) -> TradeColumns:
     """Replay and gather every trade (each once: TradeSync de-duplicates)."""
     columns = TradeColumns()
@@ -113,6 +178,13 @@ def collect_trades(replay: Replay) -> TradeColumns:
         if type(event) is Trade:
             columns.add(event)
     return columns
+
+
+def _left_sync(status: StatusChanged) -> bool:
+    """A book stream (not L1, not trades) stopped being synced."""
+    return status.topic.startswith("update:") and status.status in (
+        SyncStatus.OUT_OF_SYNC, SyncStatus.FAILING, SyncStatus.UNSUBSCRIBED
+    )  # fmt: skip
 
 
 def depth_columns(depth: int) -> list[str]:
@@ -133,12 +205,18 @@ def collect(replay: Replay, depth: int = 0, interval_ms: float | None = None) ->
         for event in replay.events():
             if type(event) is TopOfBook:
                 columns.add(event, event[5:9])
+            elif type(event) is StatusChanged and _left_sync(event):
+                columns.add_hole(event)
         return columns
     replay.book_updates = True
     columns = Columns(depth_columns(depth))
     step = None if interval_ms is None else int(interval_ms * 1e6)
     due: dict[tuple, int] = {}
     for event in replay.events():
+        if type(event) is StatusChanged and _left_sync(event):
+            columns.add_hole(event)
+            due.pop((event.symbol, event.grouping), None)  # the first row after it is kept
+            continue
         if type(event) is not BookUpdate:
             continue
         if step is not None:
@@ -160,12 +238,16 @@ def collect(replay: Replay, depth: int = 0, interval_ms: float | None = None) ->
     return columns
 
 
+OUTPUT_TYPES = (".npz", ".parquet", ".csv")
+Table = Columns | TradeColumns | L1Columns
+
+
 def check_output(path: str | Path) -> Path:
     """Refuse an output that could not be written, before any replay: an unknown type,
     a missing directory, Parquet without pyarrow."""
     path = Path(path)
-    if path.suffix not in (".npz", ".parquet"):
-        raise ArgumentError(f"unknown output type {path.suffix!r}: use .npz or .parquet")
+    if path.suffix not in OUTPUT_TYPES:
+        raise ArgumentError(f"unknown output type {path.suffix!r}: use {', '.join(OUTPUT_TYPES)}")
     if not path.parent.is_dir():
         raise ArgumentError(f"the output's directory {path.parent} does not exist")
     if path.is_dir():
@@ -180,9 +262,11 @@ def check_output(path: str | Path) -> Path:
     return path
 
 
-def write(columns: Columns | TradeColumns, path: str | Path) -> Path:
-    """`.npz` (numpy) or `.parquet` (needs pyarrow: pip install 'bookengine[parquet]'),
-    written beside under a temporary name and renamed: never a half-written output."""
+def write(columns: Table, path: str | Path) -> Path:
+    """`.npz` (numpy), `.parquet` (needs pyarrow: pip install 'bookengine[parquet]') or
+    `.csv` (a header line, then one line per row; floats as their shortest exact
+    spelling, NaN empty), written beside under a temporary name and renamed: never a
+    half-written output."""
     path = check_output(path)
     arrays = columns.as_numpy()
     partial = path.with_name(f".{path.name}.partial")
@@ -192,6 +276,8 @@ def write(columns: Columns | TradeColumns, path: str | Path) -> Path:
                 # allow_pickle: numpy's default, spelled out so that mypy does not match the
                 # **arrays against that bool keyword (no column is named so; none is object)
                 np.savez_compressed(f, allow_pickle=True, **arrays)
+            elif path.suffix == ".csv":
+                _write_csv(arrays, f)
             else:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
@@ -202,6 +288,24 @@ def write(columns: Columns | TradeColumns, path: str | Path) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def _write_csv(arrays: dict[str, np.ndarray], f: BinaryIO) -> None:
+    text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(arrays)
+    columns = [_csv_column(values) for values in arrays.values()]
+    writer.writerows(zip(*columns, strict=True))
+    text.flush()
+    text.detach()
+
+
+def _csv_column(values: np.ndarray) -> list:
+    if values.dtype == np.float64:
+        return ["" if v != v else repr(v) for v in values.tolist()]  # NaN: empty
+    if values.dtype == bool:
+        return ["true" if v else "false" for v in values.tolist()]
+    return values.tolist()
 
 
 def export(
@@ -215,6 +319,7 @@ def export(
     end_ns: int | None = None,
     skip_damaged: bool = False,
     trades: bool = False,
+    l1: bool = False,
     sizes: str = "contracts",
 ) -> tuple[Path, int, ReplayStats]:
     """Replay `paths` and write the series to `out`; returns (path, rows, replay stats).
@@ -231,7 +336,15 @@ def export(
         skip_damaged=skip_damaged,
         sizes=sizes,
     )
-    if trades and (depth or interval_ms is not None):
-        raise ArgumentError("trades is a table of its own: no depth or interval with it")
-    columns = collect_trades(replay) if trades else collect(replay, depth, interval_ms)
+    if (trades or l1) and (depth or interval_ms is not None):
+        raise ArgumentError("trades and L1 are tables of their own: no depth or interval")
+    if trades and l1:
+        raise ArgumentError("one table per file: trades or l1, not both")
+    columns: Table
+    if trades:
+        columns = collect_trades(replay)
+    elif l1:
+        columns = collect_l1(replay)
+    else:
+        columns = collect(replay, depth, interval_ms)
     return write(columns, out), len(columns), replay.stats

@@ -48,6 +48,7 @@ from recorder import format as fmt
 from recorder.reader import (
     RecordingReader,
     file_header,
+    frame_topic,
     header_session,
     recording_files,
     scan,
@@ -66,9 +67,16 @@ class DigestMismatch:
 
 @dataclass
 class ReplayStats:
+    """What a replay read and produced. `frames` counts every frame read (the throughput
+    figure); `selected_frames` only those of the selected symbols inside the window;
+    `warmup_frames` those read before `start_ns` to warm the books up."""
+
     records: int = 0
     frames: int = 0
     frame_bytes: int = 0
+    selected_frames: int = 0
+    warmup_frames: int = 0
+    symbols_seen: set[str] = field(default_factory=set)  # with symbols=: those found
     first_ns: int | None = None
     last_ns: int | None = None
     wall_s: float = 0.0
@@ -245,6 +253,7 @@ class Replay:
             interval = self._checkpoint_interval()
             read_from = start - int(interval * 1.5e9)
         wanted = self.symbols
+        symbol_of = _FrameSymbols()
         pace_origin: tuple[int, float] | None = None
         started = time.perf_counter()
         frame_kind = fmt.FRAME
@@ -268,6 +277,15 @@ class Replay:
                 if kind == frame_kind:
                     stats.frames += 1
                     stats.frame_bytes += len(payload)
+                    if warm:
+                        stats.warmup_frames += 1
+                    elif wanted is None:
+                        stats.selected_frames += 1
+                    else:
+                        symbol = symbol_of(payload)
+                        if symbol in wanted:
+                            stats.selected_frames += 1
+                            stats.symbols_seen.add(symbol)
                     sync = syncs.get(conn) or self.sync(conn)
                     events = sync.feed(ns, payload)
                     if sync.pending_actions:  # a live feed's to-do: the recording holds
@@ -324,9 +342,16 @@ class Replay:
         stats.damaged_blocks += len(reader.damaged)
         for session in self._sessions.values():
             for sync in session.syncs.values():
-                stats.gaps += sync.stats.gaps
-                stats.resyncs += sync.stats.resyncs
                 stats.bad_frames += sync.stats.bad_frames
+                if wanted is None:
+                    stats.gaps += sync.stats.gaps
+                    stats.resyncs += sync.stats.resyncs
+                    continue
+                for key, counts in sync.stats.topics.items():  # the selected symbols' only
+                    parsed = _topic(key)
+                    if parsed is not None and parsed[0] in wanted:
+                        stats.gaps += counts.gaps
+                        stats.resyncs += counts.resyncs
 
     # --- the rarer records --------------------------------------------------------------
 
@@ -386,9 +411,11 @@ class Replay:
     def _check_digest(self, conn: int, ns: int, payload: bytes) -> None:
         digest = orjson.loads(payload)
         topic, seq = digest["topic"], digest["seq"]
+        parsed = _topic(topic)
+        if self.symbols is not None and (parsed is None or parsed[0] not in self.symbols):
+            return  # counted for the selected symbols only
         sync = self.sync(conn)
         book = None
-        parsed = _topic(topic)
         if parsed is not None and sync.last_seq(*parsed) == seq:
             book = sync.book(*parsed)
         if book is None:
@@ -421,6 +448,23 @@ class Replay:
     def _checkpoint_interval(self) -> float:
         header = file_header(self.files[0]) or {}
         return float(header.get("checkpoint_interval_s", 60.0))
+
+
+class _FrameSymbols:
+    """The symbol a raw frame is about (None for acks, pongs, errors), from its topic,
+    found without parsing the frame; cached per topic spelling."""
+
+    def __init__(self) -> None:
+        self._by_topic: dict[str | None, str | None] = {None: None}
+
+    def __call__(self, raw: bytes) -> str | None:
+        topic = frame_topic(raw)
+        try:
+            return self._by_topic[topic]
+        except KeyError:
+            parsed = _topic(topic) if topic is not None else None
+            symbol = self._by_topic[topic] = None if parsed is None else parsed[0]
+            return symbol
 
 
 def _topic(text: str) -> tuple[str, int | None] | None:

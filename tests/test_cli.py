@@ -46,7 +46,7 @@ def test_bad_arguments_are_clear():
 
 @pytest.mark.integration
 def test_record_and_replay_take_every_spelling_btse_hands_out(tmp_path):
-    spellings = ["BTC-PERP-USDT", "btc-usd", "K_PEIPEI-USDT", "BTC-260925-USDT", "BTCPFC"]
+    spellings = ["BTC-PERP-USDT", "btc-usd", "K_PEIPEI-USDT", "BTC-261225-USDT", "BTCPFC"]
     result = cli("record", *spellings, "snapshotL1:BTC-PERP_0", "--sim", "--duration", "3s",
                  "--out", str(tmp_path), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -54,7 +54,7 @@ def test_record_and_replay_take_every_spelling_btse_hands_out(tmp_path):
     from recorder.replay import Replay
 
     tops = [e for e in Replay([tmp_path]).events() if type(e).__name__ == "TopOfBook"]
-    assert {t.symbol for t in tops} == {"BTC-PERP", "BTC-USD", "K_PEIPEI-USDT", "BTC-260925"}
+    assert {t.symbol for t in tops} == {"BTC-PERP", "BTC-USD", "K_PEIPEI-USDT", "BTC-261225"}
     result = cli("replay", str(tmp_path), "--symbols", "btcpfc")
     assert result.returncode == 0, result.stderr
     perp = sum(1 for t in tops if t.symbol == "BTC-PERP")

@@ -183,11 +183,22 @@ def test_export_top_of_book_matches_the_events(session, tmp_path):
     path, rows, _ = export([out], tmp_path / "top.npz")
     data = np.load(path)
     tops = [e for e in live if type(e) is TopOfBook]
-    assert rows == len(tops) == len(data["arrival_ns"])
-    assert data["arrival_ns"].tolist() == [e.arrival_ns for e in tops]
-    assert data["symbol"].tolist() == [e.symbol for e in tops]
-    assert data["bid_price"].tolist() == [e.bid_price for e in tops]
-    assert data["ask_size"].tolist() == [e.ask_size for e in tops]
+    synced = data["synced"]
+    assert rows == len(data["arrival_ns"]) == len(tops) + (~synced).sum()
+    assert data["arrival_ns"][synced].tolist() == [e.arrival_ns for e in tops]
+    assert data["symbol"][synced].tolist() == [e.symbol for e in tops]
+    assert data["bid_price"][synced].tolist() == [e.bid_price for e in tops]
+    assert data["ask_size"][synced].tolist() == [e.ask_size for e in tops]
+    # every time a book left sync live is a marker row: holes are visible in the data
+    holes = [
+        e for e in live
+        if type(e) is StatusChanged and e.topic.startswith("update:")
+        and e.status in ("out_of_sync", "failing", "unsubscribed")
+    ]  # fmt: skip
+    assert holes, "the session's faults make gaps"
+    assert data["arrival_ns"][~synced].tolist() == [e.arrival_ns for e in holes]
+    assert data["symbol"][~synced].tolist() == [e.symbol for e in holes]
+    assert np.isnan(data["bid_price"][~synced]).all() and (data["seq"][~synced] == -1).all()
 
 
 def test_export_depth_matches_the_books(session, tmp_path):
@@ -201,9 +212,19 @@ def test_export_depth_matches_the_books(session, tmp_path):
     sampled = collect(Replay([out], symbols=["BTC-PERP"]), depth=5, interval_ms=100).as_numpy()
     buckets = sampled["arrival_ns"] // 100_000_000
     # one row per 100 ms that had an update: the first update of each
-    assert buckets.tolist() == sorted(set((arrays["arrival_ns"] // 100_000_000).tolist()))
+    rows_of = sampled["synced"]
+    every_synced = arrays["arrival_ns"][arrays["synced"]]
+    # each 100 ms with an update has a row: its first update, plus the first after a hole
+    assert set(buckets[rows_of].tolist()) == set((every_synced // 100_000_000).tolist())
+    assert set(sampled["arrival_ns"][rows_of].tolist()) <= set(every_synced.tolist())
+    holes_in = {}
+    for bucket in buckets[~rows_of].tolist():
+        holes_in[bucket] = holes_in.get(bucket, 0) + 1
+    for bucket in set(buckets[rows_of].tolist()):
+        assert (buckets[rows_of] == bucket).sum() <= 1 + holes_in.get(bucket, 0)
     assert 10 < len(buckets) < len(arrays["arrival_ns"])
-    assert not np.isnan(sampled["bid_price_0"]).any()
+    assert not np.isnan(sampled["bid_price_0"][rows_of]).any()
+    assert np.isnan(sampled["bid_price_0"][~rows_of]).all()
     pytest.importorskip("pyarrow")  # optional extra; CI installs it with the test extra
     import pyarrow.parquet as pq
 

@@ -9,9 +9,10 @@ docs/SIMULATOR.md describes the protocol it speaks and the faults it injects.
 
 from bookengine.simulator.faults import Faults, Injected
 from bookengine.simulator.market import MarketModel, price_text, realistic_frames
-from bookengine.simulator.server import DEFAULT_SYMBOLS, Simulator
+from bookengine.simulator.server import CATALOGUE, DEFAULT_SYMBOLS, Simulator
 
 __all__ = [
+    "CATALOGUE",
     "DEFAULT_SYMBOLS",
     "Faults",
     "Injected",

@@ -43,6 +43,14 @@ from bookengine.wire import (
 log = logging.getLogger(__name__)
 
 DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD", "BTC-PERP", "ETH-PERP")
+# What the CLI's `--sim` and `simulate` list unless told otherwise: BTSE-like markets of
+# every kind (spot in USD and USDT, perpetuals, dated futures, K_ markets quoted per 1000).
+# Any other symbol gets BTSE's error 1000, so a typo fails as it would in production.
+CATALOGUE = (
+    "BTC-USD", "ETH-USD", "SOL-USD", "XRP-USD", "BTC-USDT", "ETH-USDT", "K_PEIPEI-USDT",
+    "BTC-PERP", "ETH-PERP", "SOL-PERP", "XRP-PERP", "K_PEIPEI-PERP",
+    "BTC-261225", "BTC-270326",
+)  # fmt: skip
 _TICK_S = 0.002
 _MAX_PER_TICK = 500
 _STALE_BACK = 3  # a stale snapshot is this many seqNums old

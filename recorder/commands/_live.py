@@ -35,20 +35,29 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sim-faults", default=None, help="with --sim: e.g. drop=0.01 (see simulate)"
     )
+    parser.add_argument(
+        "--sim-symbols", nargs="+", action="extend", default=None, metavar="SYMBOL",
+        help="with --sim: the markets it lists (default: a catalogue of BTSE-like spot, "
+        "perpetual, dated and K_ markets); others are refused as BTSE refuses them",
+    )  # fmt: skip
 
 
 def check_source(args: argparse.Namespace, topics: list[str]) -> None:
     """Refuse a bad --url, --sim-rate or --sim-faults before anything is created (the
     Feed's own checks, made without I/O)."""
+    from bookengine import naming
     from bookengine.errors import BookEngineError
     from bookengine.feed import Feed
     from bookengine.simulator import Faults
+    from recorder.commands._values import symbol_list
     from recorder.exitcodes import usage
 
     try:
         Feed(topics, url="ws://127.0.0.1:1" if args.sim else (args.url or "production"))
         if args.sim:
             Faults.parse(args.sim_faults or "")
+            for symbol in symbol_list(args.sim_symbols):
+                naming.canonical(symbol)
     except (BookEngineError, ValueError) as exc:
         raise usage(str(exc)) from None
     if args.sim_rate is not None and not args.sim_rate > 0:
@@ -57,14 +66,16 @@ def check_source(args: argparse.Namespace, topics: list[str]) -> None:
 
 @contextlib.asynccontextmanager
 async def source_url(args: argparse.Namespace, symbols: list[str]) -> AsyncIterator[str]:
-    """The URL to connect to; with --sim, a simulator serving `symbols` runs meanwhile."""
+    """The URL to connect to; with --sim, a simulator runs meanwhile, listing the
+    catalogue or --sim-symbols (what the user subscribes is not added: a typo is refused
+    as BTSE would refuse it)."""
     if not args.sim:
         yield args.url or "production"
         return
-    from bookengine.simulator import Faults, Simulator
-    from bookengine.wire import Topic
+    from bookengine.simulator import CATALOGUE, Faults, Simulator
+    from recorder.commands._values import symbol_list
 
-    listed = sorted({Topic.parse(t).symbol if ":" in t else t for t in symbols})
+    listed = symbol_list(args.sim_symbols) if args.sim_symbols else list(CATALOGUE)
     faults = Faults.parse(args.sim_faults or "")
     sim = Simulator(symbols=listed, rate=args.sim_rate or 200.0, faults=faults)
     await sim.start()

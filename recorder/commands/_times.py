@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from recorder.commands._values import parse_duration
+from recorder.commands._values import add_symbols_argument, chosen_symbols, parse_duration
 from recorder.exitcodes import usage
 
 
@@ -52,7 +52,7 @@ def add_range_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="recording files or directories")
     parser.add_argument("--from", dest="start", default=None, help="ISO time, epoch, or +30s")
     parser.add_argument("--to", dest="end", default=None, help="ISO time, epoch, or +5m")
-    parser.add_argument("--symbols", default=None, help="comma-separated symbols to keep")
+    add_symbols_argument(parser)
 
 
 def resolve_range(args: argparse.Namespace) -> tuple[int | None, int | None, list[str] | None]:
@@ -74,7 +74,7 @@ def resolve_range(args: argparse.Namespace) -> tuple[int | None, int | None, lis
             Exit.NO_DATA,
             f"the time window is outside the recordings, which span {_iso(first)} to {_iso(last)}",
         )
-    symbols = None if args.symbols is None else [s.strip().upper() for s in args.symbols.split(",")]
+    symbols = chosen_symbols(args) or None
     return start, end, symbols
 
 

@@ -59,3 +59,53 @@ def parse_file_size(text: str | int) -> int:
     if value < 4096:
         raise argparse.ArgumentTypeError("--max-bytes must be at least 4096")
     return value
+
+
+def symbol_list(values: list[str] | str | None) -> list[str]:
+    """Symbols as every subcommand takes them: space- or comma-separated, or both
+    (`BTC-USD ETH-USD`, `BTC-USD,ETH-USD`); empty items dropped, order kept."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def add_symbols_argument(
+    parser: argparse.ArgumentParser, *, positional: bool = False, default: str | None = None
+) -> None:
+    """Symbols as every subcommand takes them: `-s/--symbols A B` or `-s A,B` (and, for
+    the live commands, positionally). Read them with `chosen_symbols(args)`."""
+    if positional:
+        parser.add_argument(
+            "symbols_positional", nargs="*", metavar="SYMBOL",
+            help="symbols (any BTSE spelling: BTC-USD, BTC-PERP, BTCPFC) or topics",
+        )  # fmt: skip
+    parser.add_argument(
+        "-s", "--symbols", nargs="+", action="extend", default=None, metavar="SYMBOL",
+        help="symbols, space- or comma-separated" + (f" (default {default})" if default else ""),
+    )  # fmt: skip
+
+
+def chosen_symbols(args: argparse.Namespace) -> list[str]:
+    """The symbols given positionally and with -s/--symbols, in order, once each."""
+    positional = getattr(args, "symbols_positional", None) or []
+    given = [*positional, *symbol_list(getattr(args, "symbols", None))]
+    return list(dict.fromkeys(symbol_list(given)))
+
+
+class Deprecated(argparse.Action):
+    """An old spelling, accepted for one more release with a note on stderr, hidden from
+    --help (docs/CLI.md lists them)."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs) -> None:  # noqa: ANN003
+        kwargs["help"] = argparse.SUPPRESS
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        import sys
+
+        print(f"{parser.prog}: {option_string} is deprecated, use {self.new} "
+              "(accepted until 0.3)", file=sys.stderr)  # fmt: skip
+        setattr(namespace, self.dest, values)

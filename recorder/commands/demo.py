@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import time
 
+from recorder.commands._values import add_symbols_argument, chosen_symbols
+
 HELP = "run the book engine over a generated session (no network) and print the books"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--symbols", default="BTC-PERP,ETH-USD", help="comma-separated symbols")
+    add_symbols_argument(parser, default="BTC-PERP ETH-USD")
     parser.add_argument("--frames", type=int, default=20_000, help="deltas per symbol")
     parser.add_argument("--depth", type=int, default=5, help="levels to print per side")
     parser.add_argument("--seed", type=int, default=1)
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from bookengine.simulator import MarketModel
     from recorder.exitcodes import usage
 
-    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    symbols = [s.upper() for s in chosen_symbols(args) or ["BTC-PERP", "ETH-USD"]]
     if not symbols or args.frames < 1 or args.depth < 1:
         raise usage("need at least one symbol, --frames >= 1 and --depth >= 1")
     models = {s: MarketModel(s, seed=args.seed) for s in symbols}
@@ -45,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
                 notes.append(f"{event.topic}: {event.status} ({event.reason}) {event.detail}")
         for _ in sync.take_actions():
             feed(model.snapshot_frame(), model)  # what the live Feed's resubscribe brings
-
 
     for model in models.values():
         feed(model.snapshot_frame(), model)

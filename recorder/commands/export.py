@@ -10,15 +10,18 @@ from recorder.commands._times import (
     parse_interval_ms,
     resolve_range,
 )
+from recorder.commands._values import Deprecated
 from recorder.exitcodes import CommandFailed, Exit, usage
 
-HELP = "export top-of-book series, depth snapshots or trades to numpy (.npz) or Parquet"
+HELP = "export top of book, depth, trades or L1 quotes to .npz, .parquet or .csv"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sizes_argument(parser)
     add_range_arguments(parser)
-    parser.add_argument("--to-file", "-o", dest="out", required=True, help="out.npz or out.parquet")
+    parser.add_argument("-o", "--output", dest="out", default=None,
+                        help="out.npz, out.parquet or out.csv")  # fmt: skip
+    parser.add_argument("--to-file", dest="out", action=Deprecated, new="-o/--output")
     parser.add_argument("--depth", type=int, default=0, help="0: top of book; N: N levels per side")
     parser.add_argument(
         "--interval",
@@ -31,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the public trades instead (each once; futures sizes in contracts)",
     )
+    parser.add_argument("--l1", action="store_true", help="the recorded snapshotL1 quotes instead")
     parser.add_argument(
         "--skip-damaged",
         action=argparse.BooleanOptionalAction,
@@ -43,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from bookengine.errors import CorruptBlock
     from recorder.export import export
 
+    if not args.out:
+        raise usage("an output file is needed: -o out.npz|out.parquet|out.csv")
     if args.depth < 0:
         raise usage("--depth must be >= 0")
     if args.interval is not None and args.depth == 0:
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             end_ns=end,
             skip_damaged=args.skip_damaged,
             trades=args.trades,
+            l1=args.l1,
             sizes=args.sizes,
         )
     except FileNotFoundError as exc:  # NoRecordings included
@@ -68,8 +75,19 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:
         raise usage(str(exc)) from None
     print(
-        f"wrote {rows:,} rows to {path} (replayed {stats.frames:,} frames in {stats.wall_s:.2f}s)"
+        f"wrote {rows:,} rows to {path} (from {stats.selected_frames:,} frames; "
+        f"{stats.frames:,} read in {stats.wall_s:.2f}s)"
     )
     if stats.damaged_blocks:
         print(f"{stats.damaged_blocks} damaged block(s) skipped ({stats.lost_records:,} records)")
-    return 0
+    if symbols is not None:
+        from bookengine import naming
+
+        absent = sorted({naming.canonical(s) for s in symbols} - stats.symbols_seen)
+        if absent:
+            raise CommandFailed(
+                Exit.NO_DATA, f"not in the recordings (window): {', '.join(absent)}"
+            )
+    if stats.selected_frames == 0:
+        raise CommandFailed(Exit.NO_DATA, "no frame in the selected recordings and window")
+    return Exit.OK

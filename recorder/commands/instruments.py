@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from recorder.commands._values import add_symbols_argument, chosen_symbols, parse_duration
+from recorder.exitcodes import CommandFailed, Exit
 
 HELP = "print instrument metadata: tick, size increment, contract size, both names"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("symbols", nargs="*", help="only these (any spelling); default: all")
+    add_symbols_argument(parser, positional=True, default="all")
     parser.add_argument(
         "--url",
         default="production",
         help="production (default), testnet, or http(s)://HOST:PORT (the simulator's ws:// too)",
     )
     parser.add_argument("--cache", default=None, help="a cache file: used when fresh, refreshed")
-    parser.add_argument("--max-age", type=float, default=24 * 3600.0, help="cache age limit, s")
+    parser.add_argument(
+        "--max-age", type=parse_duration, default=24 * 3600.0, help="cache age limit (24h)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,13 +28,14 @@ def run(args: argparse.Namespace) -> int:
 
     instruments = Instruments.get_or_cache(args.url, args.cache, max_age_s=args.max_age)
     chosen = list(instruments)
-    if args.symbols:
-        missing = [s for s in args.symbols if instruments.get(s) is None]
+    wanted = chosen_symbols(args)
+    if wanted:
+        missing = [s for s in wanted if instruments.get(s) is None]
         if missing:
-            print(f"instruments: not listed by {instruments.source}: {', '.join(missing)}",
-                  file=sys.stderr)  # fmt: skip
-            return 1
-        chosen = [instruments[s] for s in args.symbols]
+            raise CommandFailed(
+                Exit.NO_DATA, f"not listed by {instruments.source}: {', '.join(missing)}"
+            )
+        chosen = [instruments[s] for s in wanted]
     print(f"{'socket name':<16} {'markets API name':<20} {'kind':<9} {'tick':>10} "
           f"{'size step':>10} {'contract':>10}")  # fmt: skip
     for i in chosen:

@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 
 from recorder.commands._live import add_source_arguments, check_source, run_loop, source_url
-from recorder.commands._values import parse_duration, parse_file_size, parse_size
+from recorder.commands._values import (
+    Deprecated,
+    add_symbols_argument,
+    chosen_symbols,
+    parse_duration,
+    parse_file_size,
+    parse_size,
+)
 from recorder.exitcodes import CommandFailed, Exit, usage
 from recorder.logs import FORMATS
 
@@ -28,6 +35,7 @@ DEFAULTS = {
     "sim": False,
     "sim_rate": None,
     "sim_faults": None,
+    "sim_symbols": None,
     "duration": None,
     "rotate": 3600.0,
     "max_bytes": None,
@@ -48,14 +56,12 @@ DEFAULTS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "symbols", nargs="*", help="symbols (BTC-USD, BTC-PERP) or topics; or `symbols` in --config"
-    )
+    add_symbols_argument(parser, positional=True)
     parser.add_argument("--config", default=None, help="a TOML file of these options (flags win)")
     parser.add_argument(
-        "-o", "--output", "--out", dest="output", default=None,
-        help="output directory (created if missing)",
-    )  # fmt: skip
+        "-o", "--output", default=None, help="output directory (created if missing)"
+    )
+    parser.add_argument("--out", dest="output", action=Deprecated, new="-o/--output")
     add_source_arguments(parser)
     parser.add_argument("--duration", type=parse_duration, default=None, help="e.g. 30s, 2h")
     parser.add_argument(
@@ -114,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         options = load_config(args.config) if args.config else {}
     except BookEngineError as exc:
         raise usage(str(exc)) from None
-    args.symbols = args.symbols or None
+    args.symbols = chosen_symbols(args) or None
     merge(args, options, DEFAULTS)
     if not args.symbols:
         raise usage("no symbols: give them as arguments or as `symbols = [...]` in --config")

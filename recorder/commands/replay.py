@@ -54,12 +54,13 @@ def run(args: argparse.Namespace) -> int:
     def progress(stats) -> None:  # noqa: ANN001
         nonlocal last_draw
         now = time.monotonic()
-        if now - last_draw < 0.25 and stats.last_ns != hi:
+        final = bool(stats.wall_s)  # set once the replay has finished: always drawn
+        if args.quiet or (not final and now - last_draw < (0.25 if tty else 10.0)):
             return
         last_draw = now
-        done = 0.0 if stats.last_ns is None else (stats.last_ns - lo) / max(hi - lo, 1)
-        if stats.wall_s:  # set once the replay has finished
-            done = 1.0
+        done = 1.0 if final else 0.0
+        if not final and stats.last_ns is not None:
+            done = (stats.last_ns - lo) / max(hi - lo, 1)
         bar = "#" * int(30 * min(done, 1.0))
         line = f"[{bar:<30}] {100 * min(done, 1.0):5.1f}%  {stats.frames:,} frames"
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
@@ -75,12 +76,20 @@ def run(args: argparse.Namespace) -> int:
     except CorruptBlock as exc:
         print(file=sys.stderr)
         raise CommandFailed(Exit.CHECK_FAILED, str(exc)) from None
-    print(file=sys.stderr)
+    if tty and not args.quiet:
+        print(file=sys.stderr)
+    what = "frames" if symbols is None else f"frames of {', '.join(sorted(replay.symbols or ()))}"
+    also = []
+    if stats.warmup_frames:
+        also.append(f"{stats.warmup_frames:,} warm-up frames before --from")
+    other = stats.frames - stats.selected_frames - stats.warmup_frames
+    if symbols is not None and other:
+        also.append(f"{other:,} frames of other symbols")
     print(
-        f"replayed {stats.frames:,} frames ({stats.frame_bytes / 1e6:,.1f} MB) "
-        f"in {stats.wall_s:.2f}s: "
-        f"{stats.frames_per_s:,.0f} frames/s; top-of-book events {stats.top_events:,}; "
-        f"trades {stats.trades:,}; "
+        f"replayed {stats.selected_frames:,} {what}"
+        + (f" (also read: {'; '.join(also)})" if also else "")
+        + f" in {stats.wall_s:.2f}s: {stats.frames_per_s:,.0f} frames/s read; "
+        f"top-of-book events {stats.top_events:,}; trades {stats.trades:,}; "
         f"gaps {stats.gaps}, resyncs {stats.resyncs}, bad frames {stats.bad_frames}, "
         f"recorder holes {stats.lost_records}"
     )
@@ -99,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if stats.mismatches:
         return Exit.CHECK_FAILED
-    if stats.frames == 0:
+    absent = sorted((replay.symbols or set()) - stats.symbols_seen)
+    if absent:
+        raise CommandFailed(Exit.NO_DATA, f"not in the recordings (window): {', '.join(absent)}")
+    if stats.selected_frames == 0:
         raise CommandFailed(Exit.NO_DATA, "no frame in the selected recordings and window")
     return Exit.OK

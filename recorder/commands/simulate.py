@@ -7,6 +7,7 @@ import asyncio
 import time
 
 from recorder.commands._live import run_loop
+from recorder.commands._values import add_symbols_argument, chosen_symbols, parse_duration
 from recorder.exitcodes import Exit, usage
 
 HELP = "run the local BTSE exchange simulator (loopback) until Ctrl-C"
@@ -15,11 +16,7 @@ HELP = "run the local BTSE exchange simulator (loopback) until Ctrl-C"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
-    parser.add_argument(
-        "--symbols",
-        default="BTC-USD,ETH-USD,BTC-PERP,ETH-PERP",
-        help="comma-separated symbols it lists (futures: -PERP or -YYMMDD)",
-    )
+    add_symbols_argument(parser, default="the catalogue: docs/SIMULATOR.md")
     parser.add_argument("--rate", type=float, default=200.0, help="deltas/s per topic")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
@@ -27,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help="e.g. drop=0.01,duplicate=0.005,malformed=0.001,stall=0.05 (see docs/SIMULATOR.md)",
     )
-    parser.add_argument("--idle-timeout", type=float, default=60.0, help="seconds")
+    parser.add_argument("--idle-timeout", type=parse_duration, default=60.0, help="e.g. 60s")
     parser.add_argument(
         "--history",
         type=int,
@@ -45,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="negotiate permessage-deflate when a client offers it (as BTSE does)",
     )
-    parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    parser.add_argument("--duration", type=parse_duration, default=None, help="e.g. 30s, 1h")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
         faults = Faults.parse(args.faults)
     except ValueError as exc:
         raise usage(str(exc)) from None
-    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
-    if not symbols:
-        raise usage("--symbols needs at least one symbol")
+    from bookengine.simulator import CATALOGUE
+
+    symbols = chosen_symbols(args) or list(CATALOGUE)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}, not only on loopback")
 

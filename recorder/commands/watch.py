@@ -8,14 +8,14 @@ import sys
 import time
 
 from recorder.commands._live import add_source_arguments, check_source, run_loop, source_url
-from recorder.commands._values import parse_duration
+from recorder.commands._values import add_symbols_argument, chosen_symbols, parse_duration
 from recorder.exitcodes import Exit, usage
 
 HELP = "show a live top-of-book table (status, spread, rates, gaps, latency)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("symbols", nargs="+", help="symbols (BTC-USD, BTC-PERP) or topics")
+    add_symbols_argument(parser, positional=True)
     add_source_arguments(parser)
     parser.add_argument(
         "--refresh", type=parse_duration, default=0.5, help="on a terminal: redraw this often"
@@ -35,9 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from bookengine.wire import to_topic
 
     try:
-        topics = [to_topic(s) for s in args.symbols]
+        topics = [to_topic(s) for s in chosen_symbols(args)]
     except BookEngineError as exc:
         raise usage(str(exc)) from None
+    if not topics:
+        raise usage("no symbols: e.g. watch BTC-USD BTC-PERP")
     check_source(args, topics)
     return run_loop(lambda: _watch(args, topics))
 
