@@ -27,6 +27,8 @@ COMMANDS = (
     "verify",
     "replay",
     "export",
+    "book",
+    "plot",
     "instruments",
 )
 log = logging.getLogger("recorder")

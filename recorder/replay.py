@@ -191,6 +191,23 @@ class Replay:
                     return book
         return None
 
+    def last_seq(self, symbol: str, grouping: int | None = 0) -> int | None:
+        """The seqNum the synced book of `symbol` is at, latest session first."""
+        for session in reversed(self._sessions.values()):
+            for sync in session.syncs.values():
+                if sync.book(symbol, grouping) is not None:
+                    return sync.last_seq(symbol, grouping)
+        return None
+
+    def status(self, symbol: str, grouping: int | None = 0) -> str | None:
+        """The sync status of `symbol`'s book in the latest session that follows it."""
+        for session in reversed(self._sessions.values()):
+            for sync in session.syncs.values():
+                status = sync.status(symbol, grouping)
+                if status is not None:
+                    return str(status)
+        return None
+
     def _enter(self, header: dict | None) -> None:
         """A file begins: go on with the session its header names (a file whose header
         block is damaged most likely continues the session being replayed)."""

@@ -1,4 +1,9 @@
-"""`btse-recorder watch`: a live top-of-book table, refreshed in place."""
+"""`btse-recorder watch`: live books at a glance, in 80 columns.
+
+On a terminal: a table redrawn every --refresh (symbol, sizes, bid, ask, spread in basis
+points, age of the book, status), optionally an N-level ladder per symbol. Not on a
+terminal: one line per symbol per --status-every, then the final state.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,17 @@ from recorder.commands._live import add_source_arguments, check_source, run_loop
 from recorder.commands._values import add_symbols_argument, chosen_symbols, parse_duration
 from recorder.exitcodes import Exit, usage
 
-HELP = "show a live top-of-book table (status, spread, rates, gaps, latency)"
+HELP = "show live books: best bid/ask, spread, age and status per symbol, or a ladder"
+WIDTH = 80
+# what an operator calls a stream's state, in a 10-column cell
+_STATUS = {
+    None: "connecting",
+    "waiting_for_snapshot": "waiting",
+    "synced": "synced",
+    "out_of_sync": "resyncing",
+    "failing": "FAILING",
+    "unsubscribed": "REJECTED",  # watch never unsubscribes: the exchange refused it
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--status-every", type=parse_duration, default=60.0,
-        help="not on a terminal: print the table this often (default 60s)",
+        help="not on a terminal: one line per symbol this often (default 60s)",
     )  # fmt: skip
+    parser.add_argument(
+        "--ladder", type=int, default=0, metavar="N", help="also show N levels per side"
+    )
     parser.add_argument("--duration", type=parse_duration, default=None, help="e.g. 30s, 1h")
     parser.add_argument(
         "--no-trades", dest="trades", action="store_false", help="books only (no last trade)"
@@ -40,8 +58,25 @@ def run(args: argparse.Namespace) -> int:
         raise usage(str(exc)) from None
     if not topics:
         raise usage("no symbols: e.g. watch BTC-USD BTC-PERP")
+    if not 0 <= args.ladder <= 50:
+        raise usage("--ladder must be 0-50")
     check_source(args, topics)
     return run_loop(lambda: _watch(args, topics))
+
+
+def describe_error(event: object) -> str:
+    """An error event as a line an operator reads (never a tuple's repr)."""
+    errors = getattr(event, "errors", None)
+    if errors is not None:
+        return "; ".join(
+            f"exchange error {e.code}" + (f" on {e.arg}" if e.arg else "") + f": {e.message}"
+            for e in errors
+        )
+    reason = getattr(event, "reason", None)
+    topic = getattr(event, "topic", None)
+    if reason is not None:
+        return f"bad frame{f' on {topic}' if topic else ''}: {reason}"
+    return str(event)
 
 
 async def _watch(args: argparse.Namespace, topics: list[str]) -> int:
@@ -50,81 +85,141 @@ async def _watch(args: argparse.Namespace, topics: list[str]) -> int:
     tty = sys.stdout.isatty()
     errors: list[str] = []
 
-    def on_error(event) -> None:  # noqa: ANN001
-        errors.append(str(getattr(event, "reason", None) or getattr(event, "errors", event)))
+    def on_error(event: object) -> None:
+        line = describe_error(event)
+        if not errors or errors[-1] != line:
+            errors.append(line)
+            if not tty:
+                print(f"{_clock()} ! {line}", flush=True)  # whole: a log keeps every word
 
     async with source_url(args, topics) as url:
         async with Feed(topics, url=url, on_error=on_error, trades=args.trades) as feed:
             started = now = time.monotonic()
-            last_frames, last_time = 0, started
             every = args.refresh if tty else args.status_every
+            last_shown = 0.0
             try:
                 while args.duration is None or now - started < args.duration:
                     left = None if args.duration is None else args.duration - (now - started)
                     await asyncio.sleep(every if left is None else max(0.0, min(every, left)))
                     now = time.monotonic()
-                    if now - last_time < every * 0.99:
-                        continue  # cut short by the end of --duration: the final table shows it
-                    last_frames, last_time = _show(feed, topics, url, errors, tty,
-                                                   last_frames, last_time, now)  # fmt: skip
+                    if now - last_shown < every * 0.99:
+                        continue  # cut short by the end of --duration: the final lines show it
+                    last_shown = now
+                    _show(feed, topics, url, errors, tty, args.ladder)
             except asyncio.CancelledError:
                 pass
-            if not tty:  # the last state, for a log or a pipe
-                _show(feed, topics, url, errors, tty, last_frames, last_time, time.monotonic())
+            if not tty and time.monotonic() - last_shown > 0.5:  # the last state, for a log
+                _show(feed, topics, url, errors, tty, args.ladder)
             stats = feed.stats()
             print(
-                f"\n{stats.frames} frames in {time.monotonic() - started:.1f}s; gaps {stats.gaps}, "
+                f"{stats.frames} frames in {time.monotonic() - started:.1f}s; gaps {stats.gaps}, "
                 f"resyncs {stats.resyncs}, reconnects {stats.reconnects}, "
-                f"bad frames {stats.bad_frames}, exchange errors {stats.error_frames}"
+                f"bad {stats.bad_frames}, errors {stats.error_frames}"
             )
     return Exit.OK
 
 
-def _show(feed, topics, url, errors, tty, last_frames, last_time, now):  # noqa: ANN001, ANN202
-    stats = feed.stats()
-    rate = (stats.frames - last_frames) / max(now - last_time, 1e-9)
-    screen = _table(feed, topics, rate, stats, url, errors[-3:])
+def _show(feed, topics: list[str], url: str, errors: list[str], tty: bool, ladder: int) -> None:  # noqa: ANN001
     if tty:
+        screen = table(feed, topics, url, errors[-3:], ladder)
         sys.stdout.write("\x1b[H\x1b[2J" + screen + "\n")
     else:
-        sys.stdout.write(screen + "\n\n")
+        sys.stdout.write("".join(f"{_clock()} {row}\n" for row in rows(feed, topics)))
+        for line in ladders(feed, topics, ladder):
+            sys.stdout.write(line + "\n")
     sys.stdout.flush()
-    return stats.frames, now
 
 
-def _table(feed, topics: list[str], rate: float, stats, url: str, errors: list[str]) -> str:  # noqa: ANN001
+HEADER = (
+    f"{'symbol':<13}{'bid sz':>7} {'bid':>10} {'ask':<10}{'ask sz':<7}"
+    f"{'bps':>5}{'age s':>6} {'status':<10}"
+)
+
+
+def rows(feed, topics: list[str], now_ms: float | None = None) -> list[str]:  # noqa: ANN001
+    """One line per book: at most 80 columns."""
     from bookengine.wire import Topic
 
-    per_topic = feed.topic_stats()
-    lines = [
-        f"{url}  {rate:,.0f} frames/s  gaps {stats.gaps}  resyncs {stats.resyncs}  "
-        f"reconnects {stats.reconnects}  bad {stats.bad_frames}",
-        f"{'topic':<22} {'status':<21} {'bid size':>12} {'bid':>12} {'ask':>12} "
-        f"{'ask size':>12} {'spread':>9} {'gaps':>5} {'lat ms':>7}  last trade",
-    ]
+    now_ms = time.time() * 1000 if now_ms is None else now_ms
+    out = []
     for topic in topics:
-        if not topic.startswith("update:"):
-            continue
         parsed = Topic.parse(topic)
+        if parsed.kind != "update":
+            continue
+        name = (
+            parsed.symbol if parsed.grouping in (0, None) else f"{parsed.symbol}/{parsed.grouping}"
+        )
         book = feed.book(parsed.symbol, parsed.grouping)
         status = feed.status(parsed.symbol, parsed.grouping)
-        tstats = per_topic.get(topic)
-        latency = stats.latency.get(topic, {}).get("exchange_ms_p50")
+        label = _STATUS.get(None if status is None else str(status), str(status))
         bid = book.best_bid if book else None
         ask = book.best_ask if book else None
-        trade = feed.last_trade(parsed.symbol)
-        last = "-" if trade is None else f"{trade.side} {_num(trade.size)} @ {_num(trade.price)}"
-        lines.append(
-            f"{topic:<22} {str(status or 'connecting'):<21} "
-            f"{_num(bid and bid[1]):>12} {_num(bid and bid[0]):>12} "
-            f"{_num(ask and ask[0]):>12} {_num(ask and ask[1]):>12} "
-            f"{_num(book.spread if book else None):>9} {tstats.gaps if tstats else 0:>5} "
-            f"{_num(latency and round(latency, 1)):>7}  {last}"
+        bps = None
+        if bid and ask and bid[0] + ask[0] > 0:
+            bps = (ask[0] - bid[0]) / ((ask[0] + bid[0]) / 2) * 1e4
+        age = (
+            None if book is None or book.exchange_ms is None else (now_ms - book.exchange_ms) / 1e3
         )
-    for error in errors:
-        lines.append(f"! {error[:120]}")
+        out.append(
+            f"{name[:13]:<13}{_fit(bid and bid[1], 7):>7} {_fit(bid and bid[0], 10):>10} "
+            f"{_fit(ask and ask[0], 10):<10}{_fit(ask and ask[1], 7):<7}"
+            f"{_fit(bps, 5, 2):>5}{_fit(age, 5, 1):>6} {label:<10}".rstrip()
+        )
+    return out
+
+
+def ladders(feed, topics: list[str], depth: int) -> list[str]:  # noqa: ANN001
+    """An N-level ladder per synced book, bids left, asks right."""
+    from bookengine.wire import Topic
+
+    lines: list[str] = []
+    if depth <= 0:
+        return lines
+    for topic in topics:
+        parsed = Topic.parse(topic)
+        book = feed.book(parsed.symbol, parsed.grouping) if parsed.kind == "update" else None
+        if book is None:
+            continue
+        bids, asks = book.depth(depth)
+        lines.append(f"  {parsed.symbol}: {'size':>12} {'bid':>12} | {'ask':<12} size")
+        for n in range(max(len(bids), len(asks))):
+            b = bids[n] if n < len(bids) else None
+            a = asks[n] if n < len(asks) else None
+            left = f"{_fit(b and b[1], 12):>12} {_fit(b and b[0], 12):>12}" if b else " " * 25
+            right = f"{_fit(a and a[0], 12):<12} {_fit(a and a[1], 12):<12}" if a else ""
+            lines.append(f"  {'':<{len(parsed.symbol) + 1}} {left} | {right}".rstrip())
+    return lines
+
+
+def table(feed, topics: list[str], url: str, errors: list[str], ladder: int = 0) -> str:  # noqa: ANN001
+    stats = feed.stats()
+    head = (
+        f"{url[:40]}  gaps {stats.gaps} resyncs {stats.resyncs} "
+        f"reconnects {stats.reconnects} bad {stats.bad_frames}"
+    )
+    lines = [head[:WIDTH], HEADER, *rows(feed, topics), *ladders(feed, topics, ladder)]
+    lines.extend(f"! {error}"[:WIDTH] for error in errors)
     return "\n".join(lines)
 
 
-def _num(value: object) -> str:
-    return "-" if value is None else repr(value) if isinstance(value, float) else str(value)
+def _fit(value: object, width: int, decimals: int | None = None) -> str:
+    """A number in at most `width` characters: exact when it fits, else rounded."""
+    if value is None:
+        return "-"
+    if not isinstance(value, int | float):
+        return str(value)[:width]
+    if decimals is not None:
+        text = f"{value:.{decimals}f}"
+        return text if len(text) <= width else f"{value:.{max(1, width - 4)}g}"
+    text = repr(value)
+    if len(text) <= width:
+        return text
+    for digits in range(width, 0, -1):
+        text = f"{value:.{digits}g}"
+        if len(text) <= width:
+            return text
+    return text
+
+
+def _clock() -> str:
+    return time.strftime("%H:%M:%S", time.gmtime())
