@@ -51,7 +51,7 @@ def test_bad_arguments_are_clear():
 def test_record_and_replay_take_every_spelling_btse_hands_out(tmp_path):
     spellings = ["BTC-PERP-USDT", "btc-usd", "K_PEIPEI-USDT", "BTC-261225-USDT", "BTCPFC"]
     result = cli("record", *spellings, "snapshotL1:BTC-PERP_0", "--sim", "--duration", "3s",
-                 "--out", str(tmp_path), "--quiet")  # fmt: skip
+                 "-o", str(tmp_path), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "gaps 0" in result.stdout
     from recorder.replay import Replay

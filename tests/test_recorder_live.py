@@ -78,7 +78,7 @@ def test_kill_9_leaves_a_readable_file_missing_at_most_about_a_second(tmp_path):
             "--sim",
             "--sim-rate",
             "300",
-            "--out",
+            "-o",
             str(tmp_path),
             "--quiet",
         ],
@@ -122,7 +122,7 @@ def test_record_cli_with_info_and_verify(tmp_path):
             "BTC-USD",
             "BTC-PERP",
             "--sim",
-            "--out",
+            "-o",
             str(tmp_path),
             "--duration",
             "2s",
@@ -143,14 +143,14 @@ def test_record_cli_with_info_and_verify(tmp_path):
     )
     assert verify.returncode == 0 and "1 of 1 file(s) intact" in verify.stdout
     bad = subprocess.run(
-        cli + ["record", "BTC-USD", "--sim", "--out", "/proc/nope"],
+        cli + ["record", "BTC-USD", "--sim", "-o", "/proc/nope"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert bad.returncode == 2 and "record: cannot create" in bad.stderr
     bad = subprocess.run(
-        cli + ["record", "BTC-USD", "--out", str(tmp_path), "--max-bytes", "12"],
+        cli + ["record", "BTC-USD", "-o", str(tmp_path), "--max-bytes", "12"],
         capture_output=True,
         text=True,
         timeout=60,
