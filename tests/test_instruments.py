@@ -138,7 +138,7 @@ def test_instruments_cli_prints_the_table_from_the_simulator():
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             _, err = await proc.communicate()
-            assert proc.returncode == 1 and b"ETH-PERP" in err
+            assert proc.returncode == 3 and b"ETH-PERP" in err  # Exit.NO_DATA: not listed
 
     run(body(), timeout=60)
 

@@ -46,7 +46,7 @@ class Proc:
 
     def _read(self) -> None:
         assert self.popen.stderr is not None
-        for line in self.popen.stderr:
+        for line in self.popen.stderr:  # ends when the process closes its stderr
             self.lines.append(line.rstrip("\n"))
 
     def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match:
@@ -65,7 +65,10 @@ class Proc:
         self.popen.send_signal(sig)
 
     def finish(self, timeout: float = 30.0) -> tuple[int, str]:
-        stdout, _ = self.popen.communicate(timeout=timeout)
+        """Wait for the exit; stdout is small (the summary), stderr is the reader's."""
+        assert self.popen.stdout is not None
+        self.popen.wait(timeout=timeout)
+        stdout = self.popen.stdout.read()
         self._reader.join(5)
         return self.popen.returncode, stdout
 
@@ -76,7 +79,8 @@ class Proc:
     def kill(self) -> None:
         if self.popen.poll() is None:
             self.popen.kill()
-            self.popen.communicate()
+            self.popen.wait()
+        self._reader.join(5)
 
 
 @pytest.fixture
