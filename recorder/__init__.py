@@ -22,7 +22,6 @@ _HOMES = {
     "ReplayStats": "recorder.replay",
     "DigestMismatch": "recorder.replay",
     "export_series": "recorder.export",  # the function `recorder.export.export`
-
     "collect": "recorder.export",
     "RecordingReader": "recorder.reader",
     "iter_records": "recorder.reader",

@@ -108,25 +108,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except CommandFailed as exc:
-        print(f"{args.command}: {exc.message}", file=sys.stderr)
+        logs.error(f"{args.command}: {exc.message}")
         return exc.code
     except KeyboardInterrupt:
-        print(f"\n{args.command}: interrupted", file=sys.stderr)
+        logs.error(f"{args.command}: interrupted")
         return Exit.INTERRUPTED
     except BrokenPipeError:
-        # the reader of stdout went away (`| head`): stop quietly, as Unix tools do
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return Exit.OK
+        # the reader of stdout went away (`| head`): stop quietly, with the status a Unix
+        # tool killed by SIGPIPE has (a pipeline with pipefail sees it; never a false 0)
+        silence_stdout()
+        return Exit.BROKEN_PIPE
     except BookEngineError as exc:  # library errors as one line naming the command
-        print(f"{args.command}: {exc}", file=sys.stderr)
+        logs.error(f"{args.command}: {exc}")
         return _error_status(exc)
     except Exception as exc:
         if verbosity > 0:
             log.exception("%s: internal error", args.command)
-        print(f"{args.command}: internal error: {exc!r} (a bug: run with -v for the traceback "
-              "and please report it)", file=sys.stderr)  # fmt: skip
+        logs.error(f"{args.command}: internal error: {exc!r} (a bug: run with -v for the "
+                   "traceback and please report it)")  # fmt: skip
         return Exit.INTERNAL
+
+
+def silence_stdout() -> None:
+    """After a broken pipe: nothing more may reach stdout (not even the flush at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -40,7 +40,11 @@ def _port(value: Any) -> int:
 
 
 def _positive(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < float("inf")
+    ):
         raise argparse.ArgumentTypeError("must be a number > 0")
     return float(value)
 
@@ -121,6 +125,8 @@ def load_config(path: str | Path, keys: dict[str, Callable[[Any], Any]] = RECORD
             options[key] = convert(value)
         except argparse.ArgumentTypeError as exc:
             raise ArgumentError(f"{path}: {key}: {exc}") from None
+        except (ValueError, OverflowError):  # inf, nan and their kin
+            raise ArgumentError(f"{path}: {key}: not a usable value: {value!r}") from None
         if key in PATH_KEYS:
             options[key] = str((path.parent / Path(options[key]).expanduser()).resolve())
     return options

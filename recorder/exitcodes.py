@@ -19,6 +19,7 @@ class Exit(IntEnum):
     DISK = 6  # disk full or failing, or free space under --min-free: files kept finalised
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
     INTERRUPTED = 130  # replay/export/info stopped by Ctrl-C before the end (128 + SIGINT)
+    BROKEN_PIPE = 141  # stdout closed by its reader (`| head`): 128 + SIGPIPE, as Unix tools
 
 
 MEANINGS = {
@@ -30,7 +31,8 @@ MEANINGS = {
     Exit.REJECTED: "the exchange rejected every topic",
     Exit.DISK: "disk full, write failed, or free space under --min-free",
     Exit.INTERNAL: "internal error (a bug: please report it with the log)",
-    Exit.INTERRUPTED: "interrupted by Ctrl-C before the end (output incomplete)",
+    Exit.INTERRUPTED: "interrupted by Ctrl-C or SIGTERM before the end (output incomplete)",
+    Exit.BROKEN_PIPE: "stdout closed by its reader (| head): output cut, as SIGPIPE would",
 }
 
 EPILOG = "exit status:\n" + "\n".join(

@@ -23,6 +23,7 @@ Prices and sizes are float64 holding the exact decimals sent; an empty side is N
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -259,6 +260,16 @@ def check_output(path: str | Path) -> Path:
             raise MissingExtra(
                 "Parquet export needs pyarrow: pip install 'bookengine[parquet]' (or use .npz)"
             ) from None
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+    try:  # can a file be written there at all (read-only, no permission)?
+        with open(probe, "xb"):
+            pass
+    except FileExistsError:
+        return path  # someone's file of that name: left alone, and the directory is usable
+    except OSError as exc:
+        raise ArgumentError(f"cannot write into {path.parent}: {exc.strerror or exc}") from None
+    with contextlib.suppress(OSError):
+        probe.unlink()
     return path
 
 

@@ -111,6 +111,19 @@ class Logs:
         if self.path:
             self.configure()
 
+    def error(self, message: str) -> None:
+        """A command's final error: one plain line on stderr, and also into the log when
+        the log is JSON or a file (so a shipper or the file says why the run ended)."""
+        if self.format == "json" or self.path:
+            logging.getLogger("recorder").error("%s", message)
+        if self.format != "json" or self.path:
+            print(message, file=sys.stderr, flush=True)
+
+    @property
+    def plain_stderr(self) -> bool:
+        """Progress may be drawn on stderr: a terminal, text logs, no log file."""
+        return sys.stderr.isatty() and self.format == "text" and not self.path
+
     @property
     def quiet(self) -> bool:
         return self.verbosity < 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from typing import Any
 
@@ -183,27 +184,60 @@ class MetricsServer:
     def __init__(self, control: SessionControl, grace_s: float = 60.0) -> None:
         from prometheus_client import CollectorRegistry
 
-        self.control = control
         self.grace_s = grace_s
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(SessionCollector(control, grace_s))  # type: ignore[arg-type]
+        self.collector = SessionCollector(control, grace_s)
+        self.registry.register(self.collector)  # type: ignore[arg-type]
         self._server: asyncio.Server | None = None
+        self._socket: socket.socket | None = None
         self.requests = 0
 
-    async def start(self, host: str, port: int) -> None:
-        """Bind now (OSError if the port is taken), so a bad port fails before anything."""
-        self._server = await asyncio.start_server(self._serve, host, port, limit=_MAX_REQUEST)
+    def bind(self, host: str, port: int) -> None:
+        """Take the port now, before any other effect (OSError if it is taken)."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(64)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self._socket = sock
+
+    async def start(self, host: str | None = None, port: int | None = None) -> None:
+        """Serve on the bound socket (binding `host:port` first if not bound yet)."""
+        if self._socket is None:
+            assert host is not None and port is not None
+            self.bind(host, port)
+        self._server = await asyncio.start_server(
+            self._serve, sock=self._socket, limit=_MAX_REQUEST
+        )
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._socket is not None
+        return int(self._socket.getsockname()[1])
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
+        self.close()
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+
+    @property
+    def control(self) -> SessionControl:
+        return self.collector.control
+
+    @control.setter
+    def control(self, control: SessionControl) -> None:
+        self.collector.control = control
 
     def respond(self, path: str) -> tuple[int, str, bytes]:
         """(status, content type, body) for a GET of `path`."""

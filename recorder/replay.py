@@ -56,6 +56,7 @@ from recorder.reader import (
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class DigestMismatch:
     arrival_ns: int

@@ -136,7 +136,12 @@ class SessionControl:
             self.sink.rotate()
 
     def status_changed(self, event: StatusChanged) -> None:
-        self.streams[event.topic] = (str(event.status), time.monotonic())
+        """A new status starts its clock; the same one again (a snapshot timeout of a book
+        that never syncs, every 10 s) does not: health measures how long it has lasted."""
+        status = str(event.status)
+        held = self.streams.get(event.topic)
+        if held is None or held[0] != status:
+            self.streams[event.topic] = (status, time.monotonic())
 
 
 async def record_session(
@@ -184,12 +189,11 @@ async def record_session(
     # the instruments of the day, so a replay years later converts units offline
     instruments = feed.instruments
     if instruments is None:
-        try:
-            instruments = await asyncio.to_thread(Instruments.fetch, url, timeout=5.0, retries=2)
-            feed.instruments = instruments  # fetched once: the feed uses the same
-        except BookEngineError as exc:
-            log.warning("recording without instrument metadata (%s): replays can only "
-                        "give sizes as sent", exc)  # fmt: skip
+        instruments = await _fetch_instruments(url, control)
+        feed.instruments = instruments  # fetched once: the feed uses the same
+    if control.stop_reason is not None:  # stopped while fetching: nothing to record yet
+        stats.stopped_by = control.stop_reason
+        return stats
     used = sorted({Topic.parse(t).symbol for t in feed.topics})
     metadata = {
         "symbols": topics,
@@ -273,13 +277,36 @@ async def record_session(
     finally:
         tap.close_the_rest(time.time_ns())
         try:
-            sink.close(timeout=stop_timeout)
+            # off the event loop: meanwhile it still answers signals (a second one exits
+            # at once) and metrics scrapes
+            await asyncio.shield(asyncio.to_thread(sink.close, stop_timeout))
         except RecorderError as exc:
             failure = failure or exc
+        except asyncio.CancelledError:  # the writer thread finishes on its own
+            pass
         _fill(stats, feed, writer, sink, tap, started)
     if failure is not None:
         raise failure
     return stats
+
+
+async def _fetch_instruments(url: str, control: SessionControl) -> Instruments | None:
+    """The markets metadata, or None (logged) if it cannot be had; a stop asked for
+    meanwhile is not kept waiting for the fetch (its thread ends on its own timeout)."""
+    task = asyncio.ensure_future(
+        asyncio.to_thread(Instruments.fetch, url, timeout=5.0, retries=2)
+    )
+    while not task.done():
+        if control.stop_reason is not None:
+            task.add_done_callback(lambda t: t.exception())  # retrieved: never "unhandled"
+            return None
+        await asyncio.wait({task}, timeout=0.1)
+    try:
+        return task.result()
+    except BookEngineError as exc:
+        log.warning("recording without instrument metadata (%s): replays can only "
+                    "give sizes as sent", exc)  # fmt: skip
+        return None
 
 
 def _write_digests(feed: Feed, sink: RecorderSink) -> None:

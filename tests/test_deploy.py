@@ -65,8 +65,10 @@ def test_dockerfile_passes_hadolint_and_matches_the_recorder():
     text = (DEPLOY / "Dockerfile").read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert "STOPSIGNAL SIGTERM" in lines
-    assert "EXPOSE 9464" in lines
-    assert any("/healthz" in line for line in lines)
+    port = load_config(DEPLOY / "recorder.toml")["metrics_port"]
+    assert f"EXPOSE {port}" in lines
+    assert f"ENV BTSE_RECORDER_METRICS_PORT={port}" in lines
+    assert any("/healthz" in line and "BTSE_RECORDER_METRICS_PORT" in line for line in lines)
     assert any(line.startswith('ENTRYPOINT ["btse-recorder", "record"]') for line in lines)
     for line in lines:  # every file the build copies exists in the repository
         if line.startswith("COPY") and "--from" not in line:

@@ -136,7 +136,7 @@ def start_simulator(procs, symbols: str):  # noqa: ANN001, ANN201
 def test_sigterm_under_faults_scraped_then_finalised_and_verified(tmp_path, procs):
     out = tmp_path / "rec"
     rec = procs("record", "BTC-USD", "BTC-PERP", "--sim", "--sim-faults",
-                "drop=0.02,duplicate=0.01,malformed=0.002", "-o", str(out),
+                "drop=0.02,duplicate=0.01,malformed=0.01", "-o", str(out),
                 "--metrics-port", "0", "--status-every", "1")  # fmt: skip
     port = int(rec.wait_for(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
     base = f"http://127.0.0.1:{port}"
@@ -146,14 +146,16 @@ def test_sigterm_under_faults_scraped_then_finalised_and_verified(tmp_path, proc
         assert status == 200
         values = metrics(body)
         # (a scrape before the feed exists has no feed counters yet)
-        if values.get("btse_recorder_gaps_total", 0) > 0 and values.get(
-            "btse_recorder_frames_total", 0
-        ) > 500:
+        if (
+            values.get("btse_recorder_gaps_total", 0) > 0
+            and values.get("btse_recorder_bad_frames_total", 0) > 0
+            and values.get("btse_recorder_frames_total", 0) > 500
+        ):
             break
         assert time.monotonic() < deadline, values
         time.sleep(0.3)
     assert values["btse_recorder_resyncs_total"] >= 1
-    assert values["btse_recorder_bad_frames_total"] >= 0
+    assert values["btse_recorder_bad_frames_total"] > 0  # the malformed frames injected
     for name in ("reconnects_total", "written_bytes_total", "records_written_total",
                  "files_rotated_total", "disk_free_bytes", "writer_queue_records",
                  "lost_records_total", "healthy", "up_seconds"):  # fmt: skip
@@ -295,6 +297,10 @@ def test_usage_errors_are_one_line_and_leave_nothing(tmp_path):
         (["BTC-USD", "--sim", "--sim-faults", "drop=7"], "probability"),
         (["BTC-USD", "--metrics-port", str(taken.getsockname()[1]), "--sim"], "cannot serve"),
         (["BTC-USD", "--config", str(tmp_path / "missing.toml")], "does not exist"),
+        (["BTC-USD", "--url", "ws://"], "names no host"),
+        (["BTC-USD", "--url", "ws://127.0.0.1:99999"], "bad port"),
+        (["BTC-USD", "--url", "ws://exa mple"], "names no host"),
+        (["BTC-USD", "--sim", "--sim-rate", "inf"], "--sim-rate"),
         ([], "no symbols"),
     ]
     for args, message in cases:
@@ -499,3 +505,100 @@ def test_free_space_falling_under_min_free_stops_the_session_cleanly(tmp_path):
     assert stats.frames > 0 and not list(tmp_path.glob("*.partial"))
     (path,) = tmp_path.glob("*" + fmt.SUFFIX)
     assert verify_file(path) == ([], [])
+
+
+def dead_port() -> tuple[socket.socket, int]:
+    """A port that refuses connections (bound, never listening) while the socket lives."""
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    return dead, dead.getsockname()[1]
+
+
+def test_a_source_on_the_command_line_beats_the_config_file(tmp_path):
+    dead, port = dead_port()
+    config = tmp_path / "r.toml"
+    config.write_text('symbols = ["BTC-USD"]\noutput = "out"\nsim = true\ntrades = false\n')
+    result = cli("record", "--config", str(config), "--url", f"ws://127.0.0.1:{port}",
+                 "--startup-timeout", "1s")  # fmt: skip
+    assert result.returncode == Exit.NOTHING_RECORDED, result.stderr  # the URL, not the sim
+    assert f"from ws://127.0.0.1:{port} " in result.stderr
+    config.write_text(f'symbols = ["BTC-USD"]\noutput = "out"\nurl = "ws://127.0.0.1:{port}"\n'
+                      "trades = false\n")  # fmt: skip
+    result = cli("record", "--config", str(config), "--sim", "--trades", "--duration", "2s")
+    dead.close()
+    assert result.returncode == Exit.OK, result.stderr
+    info = cli("info", str(tmp_path / "out")).stdout
+    assert "tradeHistoryApi:BTC-USD" in info  # --trades beat the file's false
+
+
+def test_a_signal_before_the_first_frame_is_a_clean_stop(tmp_path, procs):
+    dead, port = dead_port()
+    out = tmp_path / "rec"
+    rec = procs("record", "BTC-USD", "--url", f"ws://127.0.0.1:{port}", "-o", str(out))
+    rec.wait_for("recording 1 symbol")
+    time.sleep(0.5)
+    rec.signal(signal.SIGTERM)
+    code, stdout = rec.finish()
+    dead.close()
+    assert code == Exit.OK, rec.stderr
+    assert "stopped by signal SIGTERM" in stdout and not out.exists()
+
+
+def test_a_closed_pipe_never_turns_a_failure_into_success(tmp_path):
+    dead, port = dead_port()
+    piped = subprocess.run(
+        ["bash", "-o", "pipefail", "-c",
+         f"{sys.executable} -m recorder record BTC-USD --url ws://127.0.0.1:{port} "
+         f"-o {tmp_path / 'rec'} --startup-timeout 1s -q | true"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    dead.close()
+    assert piped.returncode == Exit.NOTHING_RECORDED, piped.stderr
+    assert "Traceback" not in piped.stderr
+
+
+def test_a_taken_metrics_port_fails_before_retention_deletes_anything(tmp_path):
+    old = tmp_path / "btse-20200101T000000.000000Z-000.btrec.zst"
+    old.write_bytes(b"x")
+    os.utime(old, (0, 0))
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    result = cli("record", "BTC-USD", "--sim", "-o", str(tmp_path), "--keep", "30d",
+                 "--metrics-port", str(taken.getsockname()[1]),
+                 "--log-file", str(tmp_path / "new.log"))  # fmt: skip
+    taken.close()
+    assert result.returncode == Exit.USAGE and "cannot serve metrics" in result.stderr
+    assert old.exists() and not (tmp_path / "new.log").exists()
+
+
+def test_dot_dot_in_the_output_never_removes_a_users_directory(tmp_path):
+    dead, port = dead_port()
+    keep = tmp_path / "keepme"
+    keep.mkdir()
+    out = str(tmp_path / "newdir" / ".." / "keepme")
+    result = cli("record", "BTC-USD", "--url", f"ws://127.0.0.1:{port}", "-o", out,
+                 "--startup-timeout", "1s", "-q")  # fmt: skip
+    dead.close()
+    assert result.returncode == Exit.NOTHING_RECORDED
+    assert keep.is_dir() and not (tmp_path / "newdir").exists()
+
+
+def test_json_logs_carry_the_final_error(tmp_path):
+    dead, port = dead_port()
+    result = cli("record", "BTC-USD", "--url", f"ws://127.0.0.1:{port}", "-o",
+                 str(tmp_path / "rec"), "--startup-timeout", "1s",
+                 "--log-format", "json")  # fmt: skip
+    dead.close()
+    assert result.returncode == Exit.NOTHING_RECORDED
+    entries = [json.loads(line) for line in result.stderr.splitlines()]  # every line JSON
+    assert entries[-1]["level"] == "error" and "nothing recorded" in entries[-1]["msg"]
+
+
+def test_watch_exit_statuses(tmp_path):
+    rejected = cli("watch", "DOGE-USDD", "--sim", "--duration", "2s")
+    assert rejected.returncode == Exit.REJECTED and "rejected every topic" in rejected.stderr
+    dead, port = dead_port()
+    silent = cli("watch", "BTC-USD", "--url", f"ws://127.0.0.1:{port}", "--duration", "1s", "-q")
+    dead.close()
+    assert silent.returncode == Exit.NOTHING_RECORDED

@@ -64,6 +64,10 @@ def test_config_converts_the_cli_spellings_and_resolves_paths(tmp_path):
         ('trades = "no"', "trades: must be true or false"),
         ('on_low_disk = "panic"', "on_low_disk: must be one of stop, delete"),
         ("symbols = [", "not valid TOML"),
+        ("max_bytes = inf", "max_bytes: not a usable value"),
+        ("min_free = nan", "min_free: not a usable value"),
+        ("sim_rate = inf", "sim_rate: must be a number > 0"),
+        ("keep = inf", "keep: a duration must be > 0"),
     ],
 )
 def test_config_errors_name_the_file_and_key(tmp_path, text, message):
@@ -210,12 +214,23 @@ def test_a_stream_never_heard_of_is_connecting_since_the_start():
     assert health(control, grace_s=60)[0]
 
 
-def test_status_events_move_the_streams():
+def test_status_events_move_the_streams_and_a_repeat_keeps_the_clock():
     control = control_with({})
     event = StatusChanged(0, "BTC-USD", 0, SyncStatus.SYNCED, Reason.SNAPSHOT, "",
                           "update:BTC-USD_0")  # fmt: skip
     control.status_changed(event)
     assert control.streams["update:BTC-USD_0"][0] == "synced"
+    # a book that never syncs says out_of_sync (snapshot_timeout) every 10 s: its time out
+    # of sync must keep growing, or /healthz would never fail it
+    timeout = StatusChanged(0, "BTC-USD", 0, SyncStatus.OUT_OF_SYNC, Reason.SNAPSHOT_TIMEOUT,
+                            "", "update:BTC-USD_0")  # fmt: skip
+    control.status_changed(timeout)
+    since = control.streams["update:BTC-USD_0"][1]
+    control.streams["update:BTC-USD_0"] = ("out_of_sync", since - 100)  # 100 s ago
+    control.status_changed(timeout)
+    assert control.streams["update:BTC-USD_0"] == ("out_of_sync", since - 100)
+    ok, report = health(control, grace_s=60)
+    assert not ok and "update:BTC-USD_0: out_of_sync for 100s" in report["problems"][0]
 
 
 # --- logging and the top level ------------------------------------------------------------

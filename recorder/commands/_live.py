@@ -60,8 +60,25 @@ def check_source(args: argparse.Namespace, topics: list[str]) -> None:
                 naming.canonical(symbol)
     except (BookEngineError, ValueError) as exc:
         raise usage(str(exc)) from None
-    if args.sim_rate is not None and not args.sim_rate > 0:
-        raise usage("--sim-rate must be > 0")
+    if args.sim_rate is not None and not 0 < args.sim_rate < 1e6:
+        raise usage("--sim-rate must be > 0 and < 1e6 deltas/s")
+    if not args.sim and args.url is not None and "://" in args.url:
+        check_url(args.url)
+
+
+def check_url(url: str) -> None:
+    """A ws(s):// URL that can name a socket: a host, a valid port, no spaces."""
+    from urllib.parse import urlsplit
+
+    from recorder.exitcodes import usage
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port  # ValueError when out of range or not a number
+    except ValueError:
+        raise usage(f"bad port in url {url!r}") from None
+    if not parts.hostname or any(c.isspace() for c in url) or port == 0:
+        raise usage(f"url {url!r} names no host (e.g. ws://127.0.0.1:8765)")
 
 
 @contextlib.asynccontextmanager

@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandFailed(Exit.CHECK_FAILED, str(exc)) from None
     except (ValueError, RuntimeError) as exc:
         raise usage(str(exc)) from None
+    except OSError as exc:  # the output could not be written (disk full, I/O error)
+        raise CommandFailed(
+            Exit.DISK, f"cannot write {args.out}: {exc.strerror or exc}; nothing was written"
+        ) from None
     print(
         f"wrote {rows:,} rows to {path} (from {stats.selected_frames:,} frames; "
         f"{stats.frames:,} read in {stats.wall_s:.2f}s)"

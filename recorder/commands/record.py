@@ -72,11 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--digest-interval", type=parse_duration, default=None, help="default 5s")
     parser.add_argument(
-        "--no-trades",
-        dest="trades",
-        action="store_false",
+        "--trades",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="books only (by default each symbol's public trades are recorded too)",
+        help="each symbol's public trades too (default: yes; --no-trades: books only)",
     )
     ops = parser.add_argument_group("running as a service")
     ops.add_argument(
@@ -120,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
         options = load_config(args.config) if args.config else {}
     except BookEngineError as exc:
         raise usage(str(exc)) from None
+    if args.url is not None or args.sim is not None:  # a source on the command line wins
+        options.pop("url", None)
+        options.pop("sim", None)
     args.symbols = chosen_symbols(args) or None
     merge(args, options, DEFAULTS)
     if not args.symbols:
@@ -131,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
     except BookEngineError as exc:
         raise usage(str(exc)) from None
     check_source(args, topics)
-    if args.metrics_port is not None:
-        from recorder.metrics import require_prometheus
+    server = None
+    if args.metrics_port is not None:  # bound now: a taken port fails before any effect
+        from recorder.metrics import MetricsServer, require_prometheus
 
         if not 0 <= args.metrics_port <= 65535:
             raise usage("--metrics-port must be 0-65535")
@@ -140,24 +143,38 @@ def run(args: argparse.Namespace) -> int:
             require_prometheus()
         except BookEngineError as exc:
             raise usage(str(exc)) from None
-    out = Path(args.output).expanduser().absolute()
+        from recorder.session import SessionControl
+
+        server = MetricsServer(SessionControl(), args.health_grace)
+        try:
+            server.bind(args.metrics_host, args.metrics_port)
+        except OSError as exc:
+            raise usage(
+                f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
+                f"{exc.strerror or exc}"
+            ) from None
+    out = Path(args.output).expanduser().resolve()
     created = _first_missing(out)  # removed again if nothing gets recorded
     try:
-        prepare_directory(out)
-    except BookEngineError as exc:
-        raise usage(str(exc)) from None
-    if args.log_format or args.log_file:
         try:
-            args.logs.configure(args.log_format, args.log_file)
-        except OSError as exc:
-            raise usage(f"cannot open log file {args.log_file}: {exc.strerror or exc}") from None
-    try:
-        return _run_created(args, topics, out)
+            prepare_directory(out)
+        except BookEngineError as exc:
+            raise usage(str(exc)) from None
+        if args.log_format or args.log_file:
+            try:
+                args.logs.configure(args.log_format, args.log_file)
+            except OSError as exc:
+                raise usage(
+                    f"cannot open log file {args.log_file}: {exc.strerror or exc}"
+                ) from None
+        return _run_created(args, topics, out, server)
     finally:
+        if server is not None:
+            server.close()
         _remove_if_empty(out, created)
 
 
-def _run_created(args: argparse.Namespace, topics: list[str], out: Path) -> int:
+def _run_created(args: argparse.Namespace, topics: list[str], out: Path, server) -> int:  # noqa: ANN001
     """The run once the output directory exists (removed again if left empty)."""
     from recorder.retention import Retention
     from recorder.session import SessionControl
@@ -167,14 +184,21 @@ def _run_created(args: argparse.Namespace, topics: list[str], out: Path) -> int:
     if reason is not None:
         raise CommandFailed(Exit.DISK, f"not starting: {reason}")
     control = SessionControl()
+    if server is not None:
+        server.control = control
 
     def hup() -> None:
         control.rotate()
-        args.logs.reopen()
-        log.info("SIGHUP: starting a new file and reopening the log")
+        try:
+            args.logs.reopen()
+        except OSError as exc:
+            log.error("SIGHUP: cannot reopen the log file (%s): still writing to the old one",
+                      exc.strerror or exc)  # fmt: skip
+        else:
+            log.info("SIGHUP: starting a new file and reopening the log")
 
     return run_loop(
-        lambda: _record(args, topics, out, control, retention),
+        lambda: _record(args, topics, out, control, retention, server),
         on_stop=lambda name: control.stop(f"signal {name}"),
         on_hup=hup,
     )
@@ -203,22 +227,12 @@ def _remove_if_empty(out: Path, created: Path | None) -> None:
             return
 
 
-async def _record(args, topics, out, control, retention) -> int:  # noqa: ANN001
+async def _record(args, topics, out, control, retention, server) -> int:  # noqa: ANN001
     from recorder.session import record_session
     from recorder.writer import RecorderError
 
-    server = None
-    if args.metrics_port is not None:
-        from recorder.metrics import MetricsServer
-
-        server = MetricsServer(control, args.health_grace)
-        try:
-            await server.start(args.metrics_host, args.metrics_port)
-        except OSError as exc:
-            raise usage(
-                f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
-                f"{exc.strerror or exc}"
-            ) from None
+    if server is not None:
+        await server.start()
         log.info("metrics on http://%s:%d/metrics, health on /healthz",
                  args.metrics_host, server.port)  # fmt: skip
     status = _StatusReporter(args)
@@ -252,23 +266,34 @@ async def _record(args, topics, out, control, retention) -> int:  # noqa: ANN001
         if server is not None:
             await server.stop()
     status.done()
-    _summary(stats)
-    return _exit_status(stats)
+    code, problem = _exit_status(stats)
+    if problem:
+        args.logs.error(f"record: {problem}")
+    try:
+        _summary(stats)
+    except BrokenPipeError:  # nobody reads stdout any more: the status still stands
+        from recorder.cli import silence_stdout
+
+        silence_stdout()
+    return code
 
 
-def _exit_status(stats) -> int:  # noqa: ANN001
+def _exit_status(stats) -> tuple[Exit, str | None]:  # noqa: ANN001
+    """(status, why it is not 0). A stop by signal is a success whatever came before."""
     if stats.stopped_by == "min_free":
-        print(f"record: stopped: {stats.disk_problem}", file=sys.stderr)
-        return Exit.DISK
+        return Exit.DISK, f"stopped: {stats.disk_problem}"
+    if stats.stopped_by.startswith("signal"):
+        return Exit.OK, None
     if stats.stopped_by == "rejected":
-        print(f"record: the exchange rejected every topic: {', '.join(sorted(stats.rejected))}",
-              file=sys.stderr)  # fmt: skip
-        return Exit.REJECTED
+        return (
+            Exit.REJECTED,
+            f"the exchange rejected every topic: {', '.join(sorted(stats.rejected))}",
+        )
     if stats.stopped_by == "startup_timeout" or stats.frames == 0:
-        print("record: nothing recorded: no frame arrived (is the URL right, the host "
-              "reachable?)", file=sys.stderr)  # fmt: skip
-        return Exit.NOTHING_RECORDED
-    return Exit.OK
+        return Exit.NOTHING_RECORDED, (
+            "nothing recorded: no frame arrived (is the URL right, the host reachable?)"
+        )
+    return Exit.OK, None
 
 
 def _summary(stats) -> None:  # noqa: ANN001
@@ -288,7 +313,7 @@ class _StatusReporter:
     a log one line per --status-every, with -q nothing."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.tty = sys.stderr.isatty() and not args.log_file
+        self.tty = args.logs.plain_stderr
         self.quiet = args.quiet
         self.every = args.status_every
         self.shown_errors = 0

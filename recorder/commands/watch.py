@@ -14,7 +14,7 @@ import time
 
 from recorder.commands._live import add_source_arguments, check_source, run_loop, source_url
 from recorder.commands._values import add_symbols_argument, chosen_symbols, parse_duration
-from recorder.exitcodes import Exit, usage
+from recorder.exitcodes import CommandFailed, Exit, usage
 
 HELP = "show live books: best bid/ask, spread, age and status per symbol, or a ladder"
 WIDTH = 80
@@ -44,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--duration", type=parse_duration, default=None, help="e.g. 30s, 1h")
     parser.add_argument(
-        "--no-trades", dest="trades", action="store_false", help="books only (no last trade)"
+        "--trades",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="follow trades too (default: yes; --no-trades: books only)",
     )
 
 
@@ -95,6 +98,7 @@ async def _watch(args: argparse.Namespace, topics: list[str]) -> int:
     async with source_url(args, topics) as url:
         async with Feed(topics, url=url, on_error=on_error, trades=args.trades) as feed:
             started = now = time.monotonic()
+            interrupted = False  # Ctrl-C or SIGTERM: the usual way out, a success
             every = args.refresh if tty else args.status_every
             last_shown = 0.0
             try:
@@ -107,7 +111,7 @@ async def _watch(args: argparse.Namespace, topics: list[str]) -> int:
                     last_shown = now
                     _show(feed, topics, url, errors, tty, args.ladder)
             except asyncio.CancelledError:
-                pass
+                interrupted = True
             if not tty and time.monotonic() - last_shown > 0.5:  # the last state, for a log
                 _show(feed, topics, url, errors, tty, args.ladder)
             stats = feed.stats()
@@ -116,6 +120,12 @@ async def _watch(args: argparse.Namespace, topics: list[str]) -> int:
                 f"resyncs {stats.resyncs}, reconnects {stats.reconnects}, "
                 f"bad {stats.bad_frames}, errors {stats.error_frames}"
             )
+            books = [t for t in topics if t.startswith("update:")]
+            rejected = [t for t in books if str(feed.status(t, None)) == "unsubscribed"]
+    if books and len(rejected) == len(books):
+        raise CommandFailed(Exit.REJECTED, f"the exchange rejected every topic: {', '.join(books)}")
+    if stats.frames == 0 and not interrupted:
+        raise CommandFailed(Exit.NOTHING_RECORDED, "nothing received (is the URL right?)")
     return Exit.OK
 
 
