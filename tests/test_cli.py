@@ -27,6 +27,9 @@ def test_demo_engine_equals_truth_and_detects_the_gap():
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("equals simulator truth: True") == 2
     assert "gaps 2" in result.stdout and "(gap)" in result.stdout
+    # the counters are said to be the injected faults, caught
+    assert "injected: 2 dropped frame(s), one per symbol" in result.stdout
+    assert "all were caught" in result.stdout
 
 
 @pytest.mark.integration

@@ -469,6 +469,9 @@ def test_interrupted_replay_and_a_closed_pipe(recording):
     )  # fmt: skip
     assert len(piped.stdout.splitlines()) == 2
     assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr, piped.stderr
+    info = subprocess.run(f"{sys.executable} -m recorder info {recording} {recording} | head -n 1",
+                          shell=True, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert len(info.stdout.splitlines()) == 1 and "Traceback" not in info.stderr
 
 
 def test_help_lists_every_exit_status():
