@@ -146,18 +146,19 @@ class TopicLatency:
     callback_us: deque[float] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
 
     def summary(self) -> dict[str, float | None]:
+        exchange = sorted(self.exchange_ms)  # once per series, for both percentiles
+        callback = sorted(self.callback_us)
         return {
-            "exchange_ms_p50": _percentile(self.exchange_ms, 50),
-            "exchange_ms_p99": _percentile(self.exchange_ms, 99),
-            "callback_us_p50": _percentile(self.callback_us, 50),
-            "callback_us_p99": _percentile(self.callback_us, 99),
+            "exchange_ms_p50": _percentile(exchange, 50),
+            "exchange_ms_p99": _percentile(exchange, 99),
+            "callback_us_p50": _percentile(callback, 50),
+            "callback_us_p99": _percentile(callback, 99),
         }
 
 
-def _percentile(samples: deque[float], pct: float) -> float | None:
-    if not samples:
+def _percentile(ordered: list[float], pct: float) -> float | None:
+    if not ordered:
         return None
-    ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
