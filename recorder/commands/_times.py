@@ -72,13 +72,15 @@ def resolve_range(args: argparse.Namespace) -> tuple[int | None, int | None, lis
     if (start is not None and start > last) or (end is not None and end < first):
         raise CommandFailed(
             Exit.NO_DATA,
-            f"the time window is outside the recordings, which span {_iso(first)} to {_iso(last)}",
+            "the time window is outside the recordings, which span "
+            f"{iso_time(first)} to {iso_time(last)}",
         )
     symbols = chosen_symbols(args) or None
     return start, end, symbols
 
 
-def _iso(ns: int) -> str:
+def iso_time(ns: int) -> str:
+    """ns since the epoch as ISO 8601 UTC, to the millisecond."""
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
 

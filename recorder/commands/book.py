@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from recorder.commands._times import add_sizes_argument, parse_time
+from recorder.commands._times import add_sizes_argument, iso_time, parse_time
 from recorder.commands._values import add_symbols_argument, chosen_symbols
 from recorder.exitcodes import CommandFailed, Exit, usage
 
@@ -46,14 +46,14 @@ def run(args: argparse.Namespace) -> int:
         pass
     symbol = next(iter(replay.symbols or ()))
     book = replay.book(symbol, args.grouping)
-    when = _iso(at)
+    when = iso_time(at)
     if book is None:
         status = replay.status(symbol, args.grouping)
         if status is None:
             raise CommandFailed(Exit.NO_DATA, f"{symbol} is not in the recordings at {when}")
         raise CommandFailed(Exit.NO_DATA, f"{symbol} was not synced at {when} ({status})")
     seq = replay.last_seq(symbol, args.grouping)
-    exchange = "-" if book.exchange_ms is None else _iso(book.exchange_ms * 1_000_000)
+    exchange = "-" if book.exchange_ms is None else iso_time(book.exchange_ms * 1_000_000)
     print(f"{symbol} at {when}: seq {seq}, exchange time {exchange}, "
           f"{book.bid_levels} bids x {book.ask_levels} asks, spread {book.spread}")  # fmt: skip
     bids, asks = book.depth(args.depth)
@@ -66,8 +66,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{left} | {right}".rstrip())
     return Exit.OK
 
-
-def _iso(ns: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
