@@ -332,12 +332,14 @@ def export(
     trades: bool = False,
     l1: bool = False,
     sizes: str = "contracts",
-) -> tuple[Path, int, ReplayStats]:
+    write_empty: bool = True,
+) -> tuple[Path | None, int, ReplayStats]:
     """Replay `paths` and write the series to `out`; returns (path, rows, replay stats).
     Nothing is written if the replay fails (a damaged block without `skip_damaged`).
 
     Raises what `Replay` raises, `ArgumentError` for an unknown output type or bad
-    depth/interval, `MissingExtra` for Parquet without pyarrow."""
+    depth/interval, `MissingExtra` for Parquet without pyarrow. With `write_empty`
+    False, a table without rows is not written (the path returned is None)."""
     check_output(out)
     replay = Replay(
         paths,
@@ -358,4 +360,6 @@ def export(
         columns = collect_l1(replay)
     else:
         columns = collect(replay, depth, interval_ms)
+    if not len(columns) and not write_empty:
+        return None, 0, replay.stats
     return write(columns, out), len(columns), replay.stats

@@ -204,6 +204,8 @@ class Replay:
         """The sync status of `symbol`'s book in the latest session that follows it."""
         for session in reversed(self._sessions.values()):
             for sync in session.syncs.values():
+                if isinstance(sync, TradeSync):
+                    continue  # a trade stream has no grouping: never a book's status
                 status = sync.status(symbol, grouping)
                 if status is not None:
                     return str(status)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from pathlib import Path
 import orjson
 
 from bookengine import __version__
-from bookengine.errors import BookEngineError
 from bookengine.events import Event, Reason, StatusChanged, SyncStatus
 from bookengine.feed import CLOSED_BY_APP, Feed
 from bookengine.instruments import Instruments
@@ -291,22 +291,35 @@ async def record_session(
 
 
 async def _fetch_instruments(url: str, control: SessionControl) -> Instruments | None:
-    """The markets metadata, or None (logged) if it cannot be had; a stop asked for
-    meanwhile is not kept waiting for the fetch (its thread ends on its own timeout)."""
-    task = asyncio.ensure_future(
-        asyncio.to_thread(Instruments.fetch, url, timeout=5.0, retries=2)
-    )
-    while not task.done():
+    """The markets metadata (at most ~7 s), or None (logged) if it cannot be had. It runs
+    on a daemon thread: a stop asked for meanwhile returns at once, and neither the stop
+    nor the loop's shutdown waits for a fetch stuck on a silent server."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[tuple[Instruments | None, Exception | None]] = loop.create_future()
+
+    def settle(outcome: tuple[Instruments | None, Exception | None]) -> None:
+        if not done.done():
+            done.set_result(outcome)
+
+    def work() -> None:
+        outcome: tuple[Instruments | None, Exception | None]
+        try:
+            outcome = (Instruments.fetch(url, timeout=3.0, retries=2), None)
+        except Exception as exc:  # reported below, on the loop
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=work, name="bookengine-instruments", daemon=True).start()
+    while not done.done():
         if control.stop_reason is not None:
-            task.add_done_callback(lambda t: t.exception())  # retrieved: never "unhandled"
             return None
-        await asyncio.wait({task}, timeout=0.1)
-    try:
-        return task.result()
-    except BookEngineError as exc:
+        await asyncio.wait({done}, timeout=0.1)
+    instruments, error = done.result()
+    if error is not None:
         log.warning("recording without instrument metadata (%s): replays can only "
-                    "give sizes as sent", exc)  # fmt: skip
-        return None
+                    "give sizes as sent", error)  # fmt: skip
+    return instruments
 
 
 def _write_digests(feed: Feed, sink: RecorderSink) -> None:

@@ -37,9 +37,11 @@ def test_watch_against_the_builtin_simulator():
     result = cli("watch", "BTC-USD", "BTC-PERP", "--sim", "--duration", "1.5", "--refresh", "0.5")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    # piped: the final state, one line per symbol (no table redrawn every 0.5 s)
-    assert [line.split()[1] for line in lines[:-1]] == ["BTC-USD", "BTC-PERP"]
-    assert all(line.split()[-1] == "synced" for line in lines[:-1])
+    # piped: the column names once, then the final state, one line per symbol (no table
+    # redrawn every 0.5 s)
+    assert lines[0].split()[:2] == ["time", "symbol"]
+    assert [line.split()[1] for line in lines[1:-1]] == ["BTC-USD", "BTC-PERP"]
+    assert all(line.split()[-1] == "synced" for line in lines[1:-1])
     assert "gaps 0" in lines[-1]
 
 

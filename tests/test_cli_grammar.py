@@ -225,6 +225,10 @@ def test_export_l1_quotes(recording, tmp_path):
     assert quotes and data["arrival_ns"].tolist() == [q.arrival_ns for q in quotes]
     assert data["ask_price"].tolist() == [q.ask_price for q in quotes]
     assert set(data["topic"].tolist()) == {"snapshotL1:BTC-PERP"}
+    # a selection without quotes: exit 3, and no empty file left behind
+    none = cli("export", str(recording), "--l1", "-s", "BTC-USD", "-o", str(tmp_path / "n.csv"))
+    assert none.returncode == Exit.NO_DATA and "nothing written" in none.stderr
+    assert not (tmp_path / "n.csv").exists()
 
 
 # --- book at a time ---------------------------------------------------------------------
@@ -253,7 +257,10 @@ def test_book_at_an_instant_is_the_exact_book(recording):
         assert [float(x) for x in left.split()] == [bs, bp]
         assert [float(x) for x in right.split()] == [ap, az]
     outside = cli("book", str(recording), "-s", "BTC-PERP", "--at", "+1h")
-    assert outside.returncode == Exit.NO_DATA
+    assert outside.returncode == Exit.NO_DATA and "which span" in outside.stderr
+    grouped = cli("book", str(recording), "-s", "BTC-PERP", "--at", str(at), "--grouping", "1")
+    assert grouped.returncode == Exit.NO_DATA
+    assert "BTC-PERP is not in the recordings" in grouped.stderr  # never "(synced)"
 
 
 # --- watch ----------------------------------------------------------------------------------

@@ -26,6 +26,11 @@ def seconds(text: str) -> float:
 
 
 def test_the_example_config_loads_with_every_key_valid():
+    from recorder.config import RECORD_KEYS
+
+    text = (DEPLOY / "recorder.toml").read_text()
+    for key in RECORD_KEYS:  # every key is shown, set or commented out
+        assert re.search(rf"^(# )?{key} = ", text, re.M), key
     options = load_config(DEPLOY / "recorder.toml")
     assert options["symbols"] and options["metrics_port"] == 9464
     assert options["output"] == "/data" and options["metrics_host"] == "0.0.0.0"

@@ -301,6 +301,8 @@ def test_usage_errors_are_one_line_and_leave_nothing(tmp_path):
         (["BTC-USD", "--url", "ws://127.0.0.1:99999"], "bad port"),
         (["BTC-USD", "--url", "ws://exa mple"], "names no host"),
         (["BTC-USD", "--sim", "--sim-rate", "inf"], "--sim-rate"),
+        (["BTC-USD", "--sim-rate", "10", "--url", "ws://127.0.0.1:9"], "go(es) with --sim"),
+        (["BTC-USD", "--sim-faults", "drop=0.1", "--url", "ws://127.0.0.1:9"], "with --sim"),
         ([], "no symbols"),
     ]
     for args, message in cases:
@@ -605,3 +607,31 @@ def test_watch_exit_statuses(tmp_path):
     silent = cli("watch", "BTC-USD", "--url", f"ws://127.0.0.1:{port}", "--duration", "1s", "-q")
     dead.close()
     assert silent.returncode == Exit.NOTHING_RECORDED
+
+
+def test_sim_options_never_fall_back_to_the_exchange(tmp_path):
+    # no --sim, no --url: without the check this would connect to BTSE itself
+    result = cli("record", "BTC-USD", "--sim-rate", "10", "-o", str(tmp_path / "x"))
+    assert result.returncode == Exit.USAGE and "--sim-rate go(es) with --sim" in result.stderr
+    config = tmp_path / "r.toml"
+    config.write_text('symbols = ["BTC-USD"]\noutput = "o"\nsim_rate = 50\n')
+    result = cli("record", "--config", str(config))
+    assert result.returncode == Exit.USAGE and "with --sim" in result.stderr
+    config.write_text('symbols = ["BTC-USD"]\noutput = "o"\nsim = true\nurl = "production"\n')
+    result = cli("record", "--config", str(config))
+    assert result.returncode == Exit.USAGE and "two sources" in result.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "o").exists()
+
+
+def test_a_silent_server_keeps_neither_a_stop_nor_the_summary_waiting(tmp_path, procs):
+    silent = socket.socket()  # accepts connections (the backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(50)
+    port = silent.getsockname()[1]
+    rec = procs("record", "BTC-USD", "--url", f"ws://127.0.0.1:{port}", "-o", str(tmp_path))
+    rec.wait_for("recording 1 symbol")
+    rec.signal(signal.SIGTERM)
+    code, stdout = rec.finish(timeout=5)  # not the markets fetch's timeouts
+    silent.close()
+    assert code == Exit.OK and "stopped by signal SIGTERM" in stdout, rec.stderr
+    assert "Traceback" not in rec.stderr

@@ -57,7 +57,7 @@ def test_config_converts_the_cli_spellings_and_resolves_paths(tmp_path):
         ("symbols = []", "symbols: must be a non-empty list"),
         ("symbols = [1]", "symbols: must hold strings"),
         ('rotate = "soon"', "rotate: not a duration"),
-        ("rotate = 0", "rotate: a duration must be > 0"),
+        ("rotate = 0", "rotate: a duration must be finite and > 0"),
         ('max_bytes = "1k"', "max_bytes: --max-bytes must be at least 4096"),
         ("metrics_port = 70000", "metrics_port: must be a port number"),
         ('metrics_port = "9464"', "metrics_port: must be a port number"),
@@ -67,7 +67,7 @@ def test_config_converts_the_cli_spellings_and_resolves_paths(tmp_path):
         ("max_bytes = inf", "max_bytes: not a usable value"),
         ("min_free = nan", "min_free: not a usable value"),
         ("sim_rate = inf", "sim_rate: must be a number > 0"),
-        ("keep = inf", "keep: a duration must be > 0"),
+        ("keep = inf", "keep: a duration must be finite and > 0"),
     ],
 )
 def test_config_errors_name_the_file_and_key(tmp_path, text, message):

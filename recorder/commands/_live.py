@@ -60,6 +60,16 @@ def check_source(args: argparse.Namespace, topics: list[str]) -> None:
                 naming.canonical(symbol)
     except (BookEngineError, ValueError) as exc:
         raise usage(str(exc)) from None
+    given = [
+        name for name, value in
+        (("--sim-rate", args.sim_rate), ("--sim-faults", args.sim_faults),
+         ("--sim-symbols", args.sim_symbols))
+        if value is not None
+    ]  # fmt: skip
+    if given and not args.sim:  # never a silent fallback to the real exchange
+        raise usage(f"{', '.join(given)} go(es) with --sim")
+    if args.sim and args.url is not None:
+        raise usage("--url and --sim name two sources: choose one")
     if args.sim_rate is not None and not 0 < args.sim_rate < 1e6:
         raise usage("--sim-rate must be > 0 and < 1e6 deltas/s")
     if not args.sim and args.url is not None and "://" in args.url:

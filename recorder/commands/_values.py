@@ -33,7 +33,7 @@ def parse_duration(text: str | float) -> float:
                 f"not a duration: {text!r} (e.g. 30s, 15m, 1h, 30d)"
             ) from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"a duration must be > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"a duration must be finite and > 0, got {text!r}")
     return value
 
 

@@ -40,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as exc:
         raise usage(str(exc)) from None
     if not first <= at <= last:
-        raise CommandFailed(Exit.NO_DATA, "--at is outside the recordings")
+        raise CommandFailed(
+            Exit.NO_DATA,
+            f"--at is outside the recordings, which span {iso_time(first)} to {iso_time(last)}",
+        )
     replay = Replay(args.paths, start_ns=at, end_ns=at, symbols=symbols, sizes=args.sizes)
     for _ in replay.events():
         pass

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trades",
         action="store_true",
-        help="the public trades instead (each once; futures sizes in contracts)",
+        help="the public trades instead (each once; futures sizes as --sizes says)",
     )
     parser.add_argument("--l1", action="store_true", help="the recorded snapshotL1 quotes instead")
     parser.add_argument(
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             trades=args.trades,
             l1=args.l1,
             sizes=args.sizes,
+            write_empty=False,
         )
     except FileNotFoundError as exc:  # NoRecordings included
         raise CommandFailed(Exit.NO_DATA, str(exc)) from None
@@ -78,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         raise CommandFailed(
             Exit.DISK, f"cannot write {args.out}: {exc.strerror or exc}; nothing was written"
         ) from None
+    if path is None:
+        what = "L1 quotes (record snapshotL1:SYMBOL topics)" if args.l1 else "rows"
+        raise CommandFailed(Exit.NO_DATA, f"no {what} in the selection: nothing written")
     print(
         f"wrote {rows:,} rows to {path} (from {stats.selected_frames:,} frames; "
         f"{stats.frames:,} read in {stats.wall_s:.2f}s)"

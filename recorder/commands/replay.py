@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:  # NoRecordings included
         raise CommandFailed(Exit.NO_DATA, str(exc)) from None
     except ValueError as exc:
+        if args.speed is not None and args.speed <= 0:
+            raise usage("--speed must be > 0 (1 = as recorded, 10 = ten times faster)") from None
         raise usage(str(exc)) from None
     first, last = recording_span(args.paths)
     lo, hi = start or first or 0, end or last or 1
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         + f" in {stats.wall_s:.2f}s: {stats.frames_per_s:,.0f} frames/s read; "
         f"top-of-book events {stats.top_events:,}; trades {stats.trades:,}; "
         f"gaps {stats.gaps}, resyncs {stats.resyncs}, bad frames {stats.bad_frames}, "
-        f"recorder holes {stats.lost_records}"
+        f"records lost in recorder holes {stats.lost_records}"
     )
     if stats.damaged_blocks or stats.duplicate_blocks:
         print(

@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trades",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="follow trades too (default: yes; --no-trades: books only)",
+        default=False,
+        help="also show each symbol's last trade (default: books only)",
     )
 
 
@@ -95,49 +95,70 @@ async def _watch(args: argparse.Namespace, topics: list[str]) -> int:
             if not tty:
                 print(f"{_clock()} ! {line}", flush=True)  # whole: a log keeps every word
 
+    books = [t for t in topics if t.startswith("update:")]
+
+    def all_rejected(feed: Feed) -> bool:
+        return bool(books) and all(str(feed.status(t, None)) == "unsubscribed" for t in books)
+
     async with source_url(args, topics) as url:
         async with Feed(topics, url=url, on_error=on_error, trades=args.trades) as feed:
             started = now = time.monotonic()
             interrupted = False  # Ctrl-C or SIGTERM: the usual way out, a success
             every = args.refresh if tty else args.status_every
-            last_shown = 0.0
+            last_shown = started
+            if not tty:
+                print(f"{'time':<9}{HEADER}".rstrip(), flush=True)  # once: what the columns are
             try:
                 while args.duration is None or now - started < args.duration:
-                    left = None if args.duration is None else args.duration - (now - started)
-                    await asyncio.sleep(every if left is None else max(0.0, min(every, left)))
+                    await asyncio.sleep(0.1)
                     now = time.monotonic()
-                    if now - last_shown < every * 0.99:
-                        continue  # cut short by the end of --duration: the final lines show it
-                    last_shown = now
-                    _show(feed, topics, url, errors, tty, args.ladder)
+                    if all_rejected(feed):
+                        break  # as record does: nothing will ever come
+                    if now - last_shown >= every:
+                        last_shown = now
+                        _show(feed, topics, url, errors, tty, args.ladder, args.trades)
             except asyncio.CancelledError:
                 interrupted = True
-            if not tty and time.monotonic() - last_shown > 0.5:  # the last state, for a log
-                _show(feed, topics, url, errors, tty, args.ladder)
+            if not tty:  # the last state, for a log or a pipe
+                _show(feed, topics, url, errors, tty, args.ladder, args.trades)
             stats = feed.stats()
             print(
                 f"{stats.frames} frames in {time.monotonic() - started:.1f}s; gaps {stats.gaps}, "
                 f"resyncs {stats.resyncs}, reconnects {stats.reconnects}, "
                 f"bad {stats.bad_frames}, errors {stats.error_frames}"
             )
-            books = [t for t in topics if t.startswith("update:")]
-            rejected = [t for t in books if str(feed.status(t, None)) == "unsubscribed"]
-    if books and len(rejected) == len(books):
+            rejected = all_rejected(feed)
+    if rejected:
         raise CommandFailed(Exit.REJECTED, f"the exchange rejected every topic: {', '.join(books)}")
     if stats.frames == 0 and not interrupted:
         raise CommandFailed(Exit.NOTHING_RECORDED, "nothing received (is the URL right?)")
     return Exit.OK
 
 
-def _show(feed, topics: list[str], url: str, errors: list[str], tty: bool, ladder: int) -> None:  # noqa: ANN001
+def _show(feed, topics, url, errors, tty, ladder, trades) -> None:  # noqa: ANN001
     if tty:
-        screen = table(feed, topics, url, errors[-3:], ladder)
+        screen = table(feed, topics, url, errors[-3:], ladder, trades)
         sys.stdout.write("\x1b[H\x1b[2J" + screen + "\n")
     else:
         sys.stdout.write("".join(f"{_clock()} {row}\n" for row in rows(feed, topics)))
-        for line in ladders(feed, topics, ladder):
+        for line in [*ladders(feed, topics, ladder), *last_trades(feed, topics, trades)]:
             sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+def last_trades(feed, topics: list[str], trades: bool) -> list[str]:  # noqa: ANN001
+    """With --trades: the newest trade of each symbol."""
+    from bookengine.wire import Topic
+
+    if not trades:
+        return []
+    lines = []
+    for symbol in dict.fromkeys(Topic.parse(t).symbol for t in topics):
+        trade = feed.last_trade(symbol)
+        if trade is not None:
+            lines.append(f"  {symbol} last trade: {trade.side} {_fit(trade.size, 12)} "
+                         f"@ {_fit(trade.price, 12)}"[:WIDTH])  # fmt: skip
+    return lines
 
 
 HEADER = (
@@ -201,13 +222,14 @@ def ladders(feed, topics: list[str], depth: int) -> list[str]:  # noqa: ANN001
     return lines
 
 
-def table(feed, topics: list[str], url: str, errors: list[str], ladder: int = 0) -> str:  # noqa: ANN001
+def table(feed, topics, url, errors, ladder: int = 0, trades: bool = False) -> str:  # noqa: ANN001
     stats = feed.stats()
     head = (
         f"{url[:40]}  gaps {stats.gaps} resyncs {stats.resyncs} "
         f"reconnects {stats.reconnects} bad {stats.bad_frames}"
     )
-    lines = [head[:WIDTH], HEADER, *rows(feed, topics), *ladders(feed, topics, ladder)]
+    lines = [head[:WIDTH], HEADER, *rows(feed, topics), *ladders(feed, topics, ladder),
+             *last_trades(feed, topics, trades)]  # fmt: skip
     lines.extend(f"! {error}"[:WIDTH] for error in errors)
     return "\n".join(lines)
 
