@@ -144,6 +144,29 @@ def replay_rows(frames: int, repeat: int) -> list[Row]:
     ]
 
 
+def backtest_rows(frames: int, repeat: int) -> list[Row]:
+    try:
+        import hftbacktest  # noqa: F401
+    except ImportError:
+        return [("backtest exports", "-", "needs the [hftbacktest] extra")]
+    from benchmarks import bench_backtest_export
+
+    r = bench_backtest_export.measure(frames, repeat)
+    return [
+        (
+            "export --format hftbacktest / replay",
+            f"{r['hftbacktest_ratio']:.2f}x",
+            f"{r['hftbacktest']:,.0f} vs {r['replay']:,.0f} frames/s; "
+            f"{r['hftbacktest_events_per_frame']:.1f} events/frame",
+        ),
+        (
+            "export --format tardis / replay",
+            f"{r['tardis_ratio']:.2f}x",
+            f"{r['tardis']:,.0f} frames/s; {r['tardis_rows_per_frame']:.1f} CSV rows/frame",
+        ),
+    ]
+
+
 def recorder_rows(frames: int, quick: bool) -> list[Row]:
     from benchmarks import bench_recorder
 
@@ -192,6 +215,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "engine": lambda a: engine_rows(a.frames, a.repeat),
     "depth": lambda a: depth_rows(),
     "replay": lambda a: replay_rows(a.frames, a.repeat),
+    "backtest": lambda a: backtest_rows(a.frames, min(a.repeat, 2)),
     "recorder": lambda a: recorder_rows(a.frames, a.quick),
     "live": lambda a: live_rows(a.quick),
 }

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=module.HELP,
             description=module.HELP,
-            epilog=EPILOG,
+            epilog="\n\n".join(filter(None, [getattr(module, "FORMATS_HELP", None), EPILOG])),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)

@@ -1,4 +1,5 @@
-"""`btse-recorder export`: top-of-book series or depth snapshots to .npz / .parquet."""
+"""`btse-recorder export`: tables (.npz, .parquet, .csv), or the formats backtesters read:
+hftbacktest's event array and tardis.dev's normalized CSV files."""
 
 from __future__ import annotations
 
@@ -13,14 +14,34 @@ from recorder.commands._times import (
 from recorder.commands._values import Deprecated
 from recorder.exitcodes import CommandFailed, Exit, usage
 
-HELP = "export top of book, depth, trades or L1 quotes to .npz, .parquet or .csv"
+HELP = "export top of book, depth, trades or L1 quotes; or hftbacktest / tardis.dev files"
+FORMATS_HELP = """formats (--format):
+  table        (default) one table per file: top of book, --depth N, --trades or --l1,
+               to .npz, .parquet or .csv; a `synced` column marks every hole
+  hftbacktest  one symbol's events for hftbacktest (-o btc.npz; [hftbacktest] extra):
+               depth snapshots as clear + snapshot, level changes, trades with the
+               taker's side; exch_ts = BTSE's timestamp (ms resolution), local_ts =
+               arrival; a hole clears the book until the fresh snapshot
+  tardis       tardis.dev's incremental_book_L2, book_snapshot_25/_5, trades and quotes,
+               gzip CSV, one set per symbol (-o DIR); timestamps in microseconds; a hole
+               shows as the fresh is_snapshot batch after it (no rows during it)
+limits: futures sizes are contracts as BTSE sends them, unless --sizes base (with the
+instrument metadata stored in the recording); trades exist only in recordings made with
+trades (the default since 0.1); set hftbacktest's tick_size/lot_size to the market's
+(`btse-recorder instruments`)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sizes_argument(parser)
     add_range_arguments(parser)
-    parser.add_argument("-o", "--output", dest="out", default=None,
-                        help="out.npz, out.parquet or out.csv")  # fmt: skip
+    parser.add_argument(
+        "-o", "--output", dest="out", default=None,
+        help="out.npz, out.parquet or out.csv; with --format tardis a directory",
+    )  # fmt: skip
+    parser.add_argument(
+        "--format", choices=("table", "hftbacktest", "tardis"), default="table",
+        help="table (default), hftbacktest or tardis: see below",
+    )  # fmt: skip
     parser.add_argument("--to-file", dest="out", action=Deprecated, new="-o/--output")
     parser.add_argument("--depth", type=int, default=0, help="0: top of book; N: N levels per side")
     parser.add_argument(
@@ -49,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise usage("an output file is needed: -o out.npz|out.parquet|out.csv")
+    if args.format != "table":
+        return _backtest_format(args)
     if args.depth < 0:
         raise usage("--depth must be >= 0")
     if args.interval is not None and args.depth == 0:
@@ -98,4 +121,46 @@ def run(args: argparse.Namespace) -> int:
             )
     if stats.selected_frames == 0:
         raise CommandFailed(Exit.NO_DATA, "no frame in the selected recordings and window")
+    return Exit.OK
+
+
+def _backtest_format(args: argparse.Namespace) -> int:
+    """--format hftbacktest | tardis."""
+    from bookengine.errors import BookEngineError
+
+    if args.depth or args.interval is not None or args.trades or args.l1:
+        raise usage(f"--format {args.format} writes books and trades together: "
+                    "no --depth, --interval, --trades or --l1")  # fmt: skip
+    start, end, symbols = resolve_range(args)
+    if not symbols:
+        raise usage("name the symbols: -s BTC-PERP")
+    try:
+        if args.format == "hftbacktest":
+            from recorder.to_hftbacktest import to_hftbacktest
+
+            if len(symbols) != 1:
+                raise usage("hftbacktest data holds one symbol: -s BTC-PERP")
+            _, stats = to_hftbacktest(args.paths, symbols[0], args.out, start_ns=start,
+                                      end_ns=end, sizes=args.sizes)  # fmt: skip
+            if stats.path is None:
+                raise CommandFailed(Exit.NO_DATA, f"no book of {symbols[0]} in the selection: "
+                                    "nothing written")  # fmt: skip
+            print(
+                f"wrote {stats.events:,} hftbacktest events to {stats.path}: "
+                f"{stats.snapshots} snapshot(s), {stats.depth:,} depth, {stats.trades:,} trades, "
+                f"{stats.clears} hole(s) as clears"
+            )
+        else:
+            from recorder.to_tardis import to_tardis
+
+            tardis = to_tardis(args.paths, symbols, args.out, start_ns=start, end_ns=end,
+                               sizes=args.sizes)  # fmt: skip
+            if not tardis.files:
+                raise CommandFailed(Exit.NO_DATA, "nothing of the selection: nothing written")
+            for key, path in sorted(tardis.files.items()):
+                print(f"wrote {tardis.rows[key]:>10,} rows to {path}")
+    except BookEngineError as exc:
+        raise usage(str(exc)) from None
+    except OSError as exc:
+        raise CommandFailed(Exit.DISK, f"cannot write {args.out}: {exc.strerror or exc}") from None
     return Exit.OK
