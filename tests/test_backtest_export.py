@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need_extra
 from simclient import FAST, run
 
 from bookengine.events import BookUpdate, StatusChanged, TopOfBook, Trade
@@ -22,7 +23,7 @@ from recorder.exitcodes import Exit
 from recorder.replay import Replay
 from recorder.session import record_session
 
-hbt = pytest.importorskip("hftbacktest")  # the [hftbacktest] extra: CI installs it with [test]
+hbt = need_extra("hftbacktest", "hftbacktest")
 from hftbacktest.data.utils import tardis as hbt_tardis  # noqa: E402
 
 from recorder.to_hftbacktest import to_hftbacktest  # noqa: E402

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need_extra
 from simclient import FAST, run
 
 from bookengine.events import L1Quote, StatusChanged
@@ -302,7 +303,7 @@ def test_watch_table_fits_80_columns_and_names_rejected_symbols():
 
 @pytest.mark.integration
 def test_plot_renders_a_recording_with_its_holes(recording, tmp_path):
-    pytest.importorskip("matplotlib")  # the [plot] extra: CI installs it with [test]
+    need_extra("matplotlib", "plot")
     import matplotlib.image
 
     from recorder.plot import plot_recording

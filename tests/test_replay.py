@@ -6,6 +6,7 @@ import time
 import numpy as np
 import orjson
 import pytest
+from conftest import need_extra
 from simclient import FAST, run
 
 from bookengine import StatusChanged, TopOfBook
@@ -225,7 +226,7 @@ def test_export_depth_matches_the_books(session, tmp_path):
     assert 10 < len(buckets) < len(arrays["arrival_ns"])
     assert not np.isnan(sampled["bid_price_0"][rows_of]).any()
     assert np.isnan(sampled["bid_price_0"][~rows_of]).all()
-    pytest.importorskip("pyarrow")  # optional extra; CI installs it with the test extra
+    need_extra("pyarrow", "parquet")
     import pyarrow.parquet as pq
 
     path, rows, _ = export([out], tmp_path / "depth.parquet", depth=3, symbols=["BTC-USD"])
