@@ -21,6 +21,7 @@ So a consumer never splices across a hole: it sees a clear, then a fresh snapsho
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -66,7 +67,9 @@ class Updated(NamedTuple):
 
 
 Change = Snapshot | Level | Clear | TradeEvent | Updated | TopOfBook
-_GONE = (SyncStatus.OUT_OF_SYNC, SyncStatus.FAILING, SyncStatus.UNSUBSCRIBED)
+# a stream left sync, or was subscribed afresh (a new recording session: never carried on)
+_GONE = (SyncStatus.OUT_OF_SYNC, SyncStatus.FAILING, SyncStatus.UNSUBSCRIBED, SyncStatus.WAITING)
+_TRADE_IDS_KEPT = 200_000  # trade ids remembered across sessions (a batch repeats ~50)
 
 
 def book_changes(
@@ -81,7 +84,24 @@ def book_changes(
     asks: set[tuple[float, float]] = set()
     synced = False
     last_exchange: int | None = None
+    stops_seen = 0
+    trade_ids: set[int] = set()  # across sessions: a new session's batch repeats trades
+    trade_order: deque[int] = deque()
+
+    def clear(arrival_ns: int, reason: str) -> Clear:
+        nonlocal synced, bids, asks
+        synced = False
+        change = Clear(arrival_ns, last_exchange, sorted((p for p, _ in bids), reverse=True),
+                       sorted(p for p, _ in asks), reason)  # fmt: skip
+        bids, asks = set(), set()
+        return change
+
     for event in replay.events():
+        if len(replay.stopped) > stops_seen:  # a session ended cleanly: its book ends too
+            for ns, core in replay.stopped[stops_seen:]:
+                if synced and core.status(symbol, grouping) is not None:
+                    yield clear(ns, "session_end")
+            stops_seen = len(replay.stopped)
         kind = type(event)
         if kind is BookUpdate:
             assert isinstance(event, BookUpdate)
@@ -118,14 +138,14 @@ def book_changes(
                 and event.topic.startswith("update:")
                 and event.status in _GONE
             ):
-                synced = False
-                yield Clear(event.arrival_ns, last_exchange,
-                            sorted((p for p, _ in bids), reverse=True),
-                            sorted(p for p, _ in asks), str(event.reason))  # fmt: skip
-                bids, asks = set(), set()
+                yield clear(event.arrival_ns, str(event.reason))
         elif kind is Trade:
             assert isinstance(event, Trade)
-            if event.symbol == symbol:
+            if event.symbol == symbol and event.trade_id not in trade_ids:
+                trade_ids.add(event.trade_id)
+                trade_order.append(event.trade_id)
+                if len(trade_order) > _TRADE_IDS_KEPT:
+                    trade_ids.discard(trade_order.popleft())
                 yield TradeEvent(event)
         elif tops and kind is TopOfBook:
             assert isinstance(event, TopOfBook)

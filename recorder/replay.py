@@ -159,6 +159,8 @@ class Replay:
             raise ArgumentError(f"sizes must be 'contracts' (as sent) or 'base', got {sizes!r}")
         self.sizes = sizes
         self.stats = ReplayStats()
+        # (ns, core) of every connection a live feed closed as it stopped, in order
+        self.stopped: list[tuple[int, BookSync | TradeSync]] = []
         self._sessions: dict[str | None, _Session] = {}
         self._session = _Session()  # the session being replayed
 
@@ -313,6 +315,8 @@ class Replay:
                 elif kind == fmt.CALL:
                     events = self._call(conn, ns, payload)
                 elif by_calls and kind in _TOLD_BY_CALLS:
+                    if kind == fmt.CLOSE:
+                        self._note_stop(conn, ns, payload)
                     continue  # the CALL records say all the live core was told
                 elif kind == fmt.OPEN:
                     opened[conn] = ns
@@ -320,7 +324,7 @@ class Replay:
                 elif kind == fmt.SENT:
                     events = self._sent(conn, ns, payload, opened)
                 elif kind == fmt.CLOSE:
-                    if orjson.loads(payload).get("reason") == CLOSED_BY_APP:
+                    if self._note_stop(conn, ns, payload):
                         continue  # the live feed was stopping: it reported nothing either
                     events = self.sync(conn).connection_lost(ns)
                 elif kind == fmt.DIGEST:
@@ -374,6 +378,17 @@ class Replay:
                         stats.resyncs += counts.resyncs
 
     # --- the rarer records --------------------------------------------------------------
+
+    def _note_stop(self, conn: int, ns: int, payload: bytes) -> bool:
+        """A connection the live feed closed as it stopped (the session ended cleanly):
+        noted in `stopped` (events say nothing, as live), for consumers that must not
+        carry a book across sessions (book_changes). True if it was such a close."""
+        if orjson.loads(payload).get("reason") != CLOSED_BY_APP:
+            return False
+        sync = self._session.syncs.get(conn)
+        if sync is not None:
+            self.stopped.append((ns, sync))
+        return True
 
     def _call(self, conn: int, ns: int, payload: bytes) -> Sequence[Event]:
         """Make the call the live Feed made into this connection's BookSync (v2 files)."""

@@ -15,9 +15,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -28,6 +27,7 @@ from bookengine.feed import CLOSED_BY_APP, Feed
 from bookengine.instruments import Instruments
 from bookengine.sync import RecoveryPolicy
 from bookengine.wire import Topic
+from recorder.format import plain_decimal
 from recorder.retention import Retention
 from recorder.writer import RecorderError, RecorderSink, RecordingWriter
 
@@ -354,8 +354,13 @@ def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:
                 "topic": topic,
                 "data": {
                     # as sent (contracts): the frames the replay applies next are
-                    "bids": [[_plain(p), _plain(s)] for p, s in book.bids(as_sent=True)],
-                    "asks": [[_plain(p), _plain(s)] for p, s in reversed(book.asks(as_sent=True))],
+                    "bids": [
+                        [plain_decimal(p), plain_decimal(s)] for p, s in book.bids(as_sent=True)
+                    ],
+                    "asks": [
+                        [plain_decimal(p), plain_decimal(s)]
+                        for p, s in reversed(book.asks(as_sent=True))
+                    ],
                     "seqNum": seq,
                     "prevSeqNum": seq - 1,
                     "type": "snapshot",
@@ -375,14 +380,8 @@ def instruments_record(instruments: Instruments, symbols: list[str]) -> dict[str
     return {"fetched_at": instruments.fetched_at, "source": instruments.source, "markets": rows}
 
 
-def _plain(number: float) -> str:
-    """A price or size as BTSE spells it: a plain decimal, never `5e-05` (which the book
-    refuses). `repr` gives the shortest exact spelling; Decimal expands its exponent."""
-    text = repr(number)
-    if "e" not in text:
-        return text
-    plain = format(Decimal(text), "f")
-    return plain if "." in plain else plain + ".0"  # "1e16": zeros after a point say nothing
+def _levels(levels: Iterable[tuple[float, float]]) -> list[list[str]]:
+    return [[plain_decimal(price), plain_decimal(size)] for price, size in levels]
 
 
 def _split(topic: str) -> tuple[str, int | None]:

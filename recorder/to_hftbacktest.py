@@ -70,6 +70,7 @@ def to_hftbacktest(
     start_ns: int | None = None,
     end_ns: int | None = None,
     sizes: str = "contracts",
+    grouping: int | None = 0,
     skip_damaged: bool = True,
 ) -> tuple[np.ndarray, HftExportStats]:
     """hftbacktest events of `symbol` (and its trades); written to `out` (.npz, key
@@ -94,7 +95,7 @@ def to_hftbacktest(
         px.append(price)
         qty.append(size)
 
-    for change in book_changes(replay, symbol):
+    for change in book_changes(replay, symbol, grouping):
         if isinstance(change, Level):
             side = buy if change.side == BID else sell
             add(hbt.DEPTH_EVENT | side, change.exchange_ms, change.arrival_ns, change.price,
@@ -131,10 +132,14 @@ def to_hftbacktest(
         # exchange times are whole ms and can lie after our arrival stamp by clock skew:
         # hftbacktest's helper shifts local times so no latency is negative
         raw = correct_local_timestamp(raw, 0)
+        # at equal timestamps a trade goes before depth: the book change a trade caused
+        # must not shrink the queue before the trade does (hftbacktest's own converters
+        # ask for trades first); otherwise the recorded order stands (stable sorts)
+        depth_last = (raw["ev"] & 0xFF) != hbt.TRADE_EVENT
         data = correct_event_order(
             raw,
-            np.argsort(raw["exch_ts"], kind="mergesort"),
-            np.argsort(raw["local_ts"], kind="mergesort"),
+            np.lexsort((depth_last, raw["exch_ts"])),
+            np.lexsort((depth_last, raw["local_ts"])),
         )
         validate_event_order(data)
     else:

@@ -104,7 +104,7 @@ def test_a_seek_follows_every_stream_even_those_without_a_checkpoint(recorded):
 
 def test_checkpoints_spell_numbers_as_btse_does():
     from bookengine.book import price_parts, size_value
-    from recorder.session import _plain
+    from recorder.format import plain_decimal as _plain
 
     for number, text in [(5e-05, "0.00005"), (1e16, "10000000000000000.0"), (86626.5, "86626.5")]:
         assert _plain(number) == text

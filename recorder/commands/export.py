@@ -23,8 +23,12 @@ FORMATS_HELP = """formats (--format):
                taker's side; exch_ts = BTSE's timestamp (ms resolution), local_ts =
                arrival; a hole clears the book until the fresh snapshot
   tardis       tardis.dev's incremental_book_L2, book_snapshot_25/_5, trades and quotes,
-               gzip CSV, one set per symbol (-o DIR); timestamps in microseconds; a hole
-               shows as the fresh is_snapshot batch after it (no rows during it)
+               gzip CSV, one set per symbol and UTC day (-o DIR); timestamps in
+               microseconds; a hole deletes every level (amount 0), then a fresh
+               is_snapshot batch; each day's book file opens with a snapshot
+both: a hole is a gap, a lost connection, a recorder loss record or the end of a
+recording session (a restarted recorder); trades are exported once each, even when a
+new session's first batch repeats them; --grouping N for a grouped book
 limits: futures sizes are contracts as BTSE sends them, unless --sizes base (with the
 instrument metadata stored in the recording); trades exist only in recordings made with
 trades (the default since 0.1); set hftbacktest's tick_size/lot_size to the market's
@@ -56,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the public trades instead (each once; futures sizes as --sizes says)",
     )
     parser.add_argument("--l1", action="store_true", help="the recorded snapshotL1 quotes instead")
+    parser.add_argument(
+        "--grouping", type=int, default=0,
+        help="with --format hftbacktest/tardis: the book's price grouping (default 0)",
+    )  # fmt: skip
     parser.add_argument(
         "--skip-damaged",
         action=argparse.BooleanOptionalAction,
@@ -141,10 +149,16 @@ def _backtest_format(args: argparse.Namespace) -> int:
             if len(symbols) != 1:
                 raise usage("hftbacktest data holds one symbol: -s BTC-PERP")
             _, stats = to_hftbacktest(args.paths, symbols[0], args.out, start_ns=start,
-                                      end_ns=end, sizes=args.sizes)  # fmt: skip
-            if stats.path is None:
-                raise CommandFailed(Exit.NO_DATA, f"no book of {symbols[0]} in the selection: "
-                                    "nothing written")  # fmt: skip
+                                      end_ns=end, sizes=args.sizes,
+                                      grouping=args.grouping)  # fmt: skip
+            if stats.path is None or not stats.snapshots:
+                if stats.path is not None:
+                    stats.path.unlink()
+                raise CommandFailed(
+                    Exit.NO_DATA,
+                    f"no book of {symbols[0]} (grouping {args.grouping}) in the selection: "
+                    "nothing written",
+                )
             print(
                 f"wrote {stats.events:,} hftbacktest events to {stats.path}: "
                 f"{stats.snapshots} snapshot(s), {stats.depth:,} depth, {stats.trades:,} trades, "
@@ -154,11 +168,18 @@ def _backtest_format(args: argparse.Namespace) -> int:
             from recorder.to_tardis import to_tardis
 
             tardis = to_tardis(args.paths, symbols, args.out, start_ns=start, end_ns=end,
-                               sizes=args.sizes)  # fmt: skip
-            if not tardis.files:
-                raise CommandFailed(Exit.NO_DATA, "nothing of the selection: nothing written")
+                               sizes=args.sizes, grouping=args.grouping)  # fmt: skip
             for key, path in sorted(tardis.files.items()):
                 print(f"wrote {tardis.rows[key]:>10,} rows to {path}")
+            for symbol in symbols:
+                if not any(key.startswith(f"{symbol} trades ") for key in tardis.files):
+                    print(f"note: no trades of {symbol} (recorded with --no-trades?)")
+            if tardis.missing:
+                raise CommandFailed(
+                    Exit.NO_DATA,
+                    f"no book (grouping {args.grouping}) of {', '.join(tardis.missing)} in the "
+                    "selection",
+                )
     except BookEngineError as exc:
         raise usage(str(exc)) from None
     except OSError as exc:
