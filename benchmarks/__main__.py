@@ -167,6 +167,24 @@ def backtest_rows(frames: int, repeat: int) -> list[Row]:
     ]
 
 
+def parallel_rows(frames: int) -> list[Row]:
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        return [("parallel export", "-", "needs the [parallel] extra")]
+    from benchmarks import bench_parallel_export
+
+    r = bench_parallel_export.measure(max(frames * 3, 12_000), files=8)
+    return [
+        (
+            "export --parallel 2 / --parallel 1",
+            f"{r['scaling']:.2f}x",
+            f"{r['workers_2']:,.0f} vs {r['workers_1']:,.0f} frames/s (depth 10 @100ms, "
+            f"{r['files']} files, cluster start included); {r['per_file_s']:.2f}s per file",
+        ),
+    ]
+
+
 def recorder_rows(frames: int, quick: bool) -> list[Row]:
     from benchmarks import bench_recorder
 
@@ -216,6 +234,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "depth": lambda a: depth_rows(),
     "replay": lambda a: replay_rows(a.frames, a.repeat),
     "backtest": lambda a: backtest_rows(a.frames, min(a.repeat, 2)),
+    "parallel": lambda a: parallel_rows(a.frames),
     "recorder": lambda a: recorder_rows(a.frames, a.quick),
     "live": lambda a: live_rows(a.quick),
 }

@@ -78,6 +78,10 @@ class ReplayStats:
     selected_frames: int = 0
     warmup_frames: int = 0
     symbols_seen: set[str] = field(default_factory=set)  # with symbols=: those found
+    # gaps and resyncs among the events put out (not the warm-up before start_ns): what
+    # the windows of a parallel export add up
+    window_gaps: int = 0
+    window_resyncs: int = 0
     first_ns: int | None = None
     last_ns: int | None = None
     wall_s: float = 0.0
@@ -360,6 +364,9 @@ class Replay:
                         stats.top_events += 1
                     elif kind_of is Trade:
                         stats.trades += 1
+                    elif isinstance(event, StatusChanged) and event.status == "out_of_sync":
+                        stats.window_resyncs += 1  # as emitted: inside the window only
+                        stats.window_gaps += event.reason == "gap"
                     yield event
         stats.wall_s = time.perf_counter() - started
         stats.duplicate_blocks += reader.duplicates
@@ -462,15 +469,19 @@ class Replay:
             self.stats.mismatches.append(DigestMismatch(ns, topic, seq, digest["digest"], mine))
 
     def _checkpoint(self, conn: int, ns: int, payload: bytes, start: int | None) -> list[Event]:
-        """Only a replay that started mid-session uses checkpoints (to warm up); a full
-        replay must rebuild every book from the frames, or a divergence could hide."""
-        if start is None:
+        """A replay that started mid-session warms up from checkpoints. A full replay
+        rebuilds every synced book from the frames (or a divergence could hide); it takes
+        a checkpoint only for a book it lost to a hole in the file (a recorder loss
+        record, a damaged block), where the live book went on: the checkpoint is that live
+        book, so the replay is whole again as soon as the recorder wrote one, as a replay
+        starting there would be."""
+        if start is None and not self.stats.lost_records:
             return []
         checkpoint = orjson.loads(payload)
         text = checkpoint["topic"]
         sync = self.sync(conn)
         if isinstance(sync, TradeSync):  # a trade stream's published ids
-            return sync.restore(checkpoint, ns)
+            return sync.restore(checkpoint, ns) if start is not None else []
         topic = _topic(text)
         if topic is None or sync.book(*topic) is not None:
             return []

@@ -234,6 +234,7 @@ async def record_session(
             # cancelled (Ctrl-C) ends the session as `duration` does, final digests included
             stats.stopped_by = "cancelled"
             next_sweep = time.monotonic() + retention_interval
+            files_checkpointed = 0
             with contextlib.suppress(asyncio.CancelledError):
                 while True:
                     if duration is not None and time.monotonic() - started >= duration:
@@ -266,6 +267,11 @@ async def record_session(
                     if time.monotonic() >= next_digest:
                         next_digest += digest_interval
                         _write_digests(feed, sink)
+                    if len(writer.files) != files_checkpointed:
+                        # a file rotated: checkpoints open the new one, so a file replays
+                        # on its own (a parallel export's task per file, a lost file)
+                        files_checkpointed = len(writer.files)
+                        next_checkpoint = time.monotonic()
                     if time.monotonic() >= next_checkpoint and _write_checkpoints(feed, sink):
                         next_checkpoint = time.monotonic() + checkpoint_interval
                     _fill(stats, feed, writer, sink, tap, started)

@@ -61,6 +61,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--l1", action="store_true", help="the recorded snapshotL1 quotes instead")
     parser.add_argument(
+        "--parallel", type=int, nargs="?", const=0, default=None, metavar="N",
+        help="one Dask task per file, N worker processes (default: one per core), into a "
+        "Parquet dataset directory (-o DIR) partitioned by date and symbol ([parallel] extra)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scheduler", default=None, metavar="ADDR",
+        help="with --parallel: a Dask scheduler (tcp://host:8786) instead of a local cluster",
+    )  # fmt: skip
+    parser.add_argument(
         "--grouping", type=int, default=0,
         help="with --format hftbacktest/tardis: the book's price grouping (default 0)",
     )  # fmt: skip
@@ -80,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         raise usage("an output file is needed: -o out.npz|out.parquet|out.csv")
     if args.format != "table":
         return _backtest_format(args)
+    if args.parallel is not None or args.scheduler is not None:
+        return _parallel(args)
     if args.depth < 0:
         raise usage("--depth must be >= 0")
     if args.interval is not None and args.depth == 0:
@@ -185,3 +196,66 @@ def _backtest_format(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandFailed(Exit.DISK, f"cannot write {args.out}: {exc.strerror or exc}") from None
     return Exit.OK
+
+
+def _parallel(args: argparse.Namespace) -> int:
+    """--parallel [N] [--scheduler ADDR]: a partitioned Parquet dataset, one task per file."""
+    import os
+    import sys
+
+    from bookengine.errors import BookEngineError
+    from recorder.parallel_export import export_dataset, require_dask
+
+    if args.l1:
+        raise usage("--parallel exports top of book, --depth N or --trades (not --l1)")
+    if args.depth < 0 or (args.interval is not None and args.depth == 0):
+        raise usage("--interval goes with --depth N")
+    if args.parallel is not None and args.parallel < 0:
+        raise usage("--parallel N: N >= 1 worker processes")
+    try:
+        require_dask()
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise usage("--parallel writes Parquet: pip install 'bookengine[parallel]'") from None
+    except BookEngineError as exc:
+        raise usage(str(exc)) from None
+    start, end, symbols = resolve_range(args)
+    if start is not None or end is not None:
+        raise usage("--parallel exports whole files: no --from/--to (select files instead)")
+    workers = args.parallel or os.cpu_count() or 2
+
+    def progress(done: int, total: int, row: dict) -> None:
+        if not args.quiet:
+            note = f"  ERROR {row['error']}" if row["error"] else ""
+            print(f"[{done}/{total}] {row['file']}: {row['rows']:,} rows from "
+                  f"{row['frames']:,} frames in {row['seconds']:.2f}s{note}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    try:
+        rows = export_dataset(
+            args.paths, args.out, depth=args.depth, interval_ms=args.interval,
+            symbols=symbols, trades=args.trades, sizes=args.sizes,
+            workers=None if args.scheduler else workers, scheduler=args.scheduler,
+            progress=progress,
+        )  # fmt: skip
+    except BookEngineError as exc:
+        raise usage(str(exc)) from None
+    summary = os.path.join(args.out, "_summary.csv")  # "_": dataset readers skip it
+    with open(summary, "w", newline="") as f:
+        import csv
+
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    keys = ("rows", "frames", "gaps", "resyncs", "damaged_blocks", "digest_mismatches")
+    total = {key: sum(r[key] for r in rows) for key in keys}
+    bad = [r for r in rows if r["error"] or r["damaged_blocks"] or r["digest_mismatches"]]
+    print(
+        f"wrote {total['rows']:,} rows from {total['frames']:,} frames of {len(rows)} file(s) "
+        f"into {args.out} (partitioned by date and symbol); gaps {total['gaps']}, resyncs "
+        f"{total['resyncs']}, damaged blocks {total['damaged_blocks']}, digest mismatches "
+        f"{total['digest_mismatches']}; per file: {summary}"
+    )
+    for row in bad:
+        print(f"  {row['file']}: {row['error'] or 'damaged or mismatching (see the summary)'}")
+    return Exit.CHECK_FAILED if bad else Exit.OK
