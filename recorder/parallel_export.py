@@ -32,36 +32,67 @@ from bookengine.errors import ArgumentError, MissingExtra
 
 @dataclass(frozen=True)
 class Window:
-    """The part of the recordings one task exports: [start_ns, end_ns] of arrival time."""
+    """The part of the recordings one task exports: [start_ns, end_ns] of arrival time,
+    read from `paths` (its file, and those it warms up from)."""
 
     index: int
     file: str
-    start_ns: int | None  # None: from the beginning
+    start_ns: int
     end_ns: int | None  # None: to the end
+    paths: tuple[str, ...]
 
 
-def windows(paths: Iterable[str | Path], step_ns: int = 1) -> list[Window]:
+def windows(paths: Iterable[str | Path], step_ns: int = 1) -> tuple[list[Window], float]:
     """One window per recording file, from its first record to the next file's first,
-    both rounded down to `step_ns` (the sampling interval)."""
-    from recorder.reader import recording_files, scan
+    both rounded down to `step_ns` (the sampling interval); -> (windows, the largest
+    checkpoint interval of any session, which bounds every task's read-back).
 
-    starts: list[tuple[int, str]] = []
+    Raises ArgumentError for recordings of two sessions that overlap in time (two
+    recorders writing into one directory): a task could not tell their rows apart."""
+    from recorder.reader import file_header, header_session, recording_files, scan
+
+    spans: list[tuple[int, int, str, str | None]] = []  # first, last, path, session
+    interval = 60.0
     for file in recording_files(paths):
-        first = scan(file).first_ns
-        if first is not None:
-            starts.append((first // step_ns * step_ns, str(file)))
-    starts.sort()
+        info = scan(file)
+        if info.first_ns is None or info.last_ns is None:
+            continue  # no complete block: nothing to export (a crash at its very start)
+        header = file_header(file, info)
+        value = (header or {}).get("checkpoint_interval_s")
+        if isinstance(value, int | float) and value > 0:
+            interval = max(interval, float(value))
+        session = header_session(header) if header else None
+        spans.append((info.first_ns, info.last_ns, str(file), session))
+    spans.sort()
+    for n, span in enumerate(spans):  # a file whose header block is damaged: as replay
+        if span[3] is None and n:  # does, it continues the session before it
+            spans[n] = (*span[:3], spans[n - 1][3])
+    sessions: dict[str | None, tuple[int, int]] = {}
+    for first, last, _, session in spans:
+        lo, hi = sessions.get(session, (first, last))
+        sessions[session] = (min(lo, first), max(hi, last))
+    ranges = sorted(sessions.items(), key=lambda item: item[1])
+    for (a, (_, a_end)), (b, (b_start, _)) in zip(ranges, ranges[1:], strict=False):
+        if b_start <= a_end:
+            raise ArgumentError(
+                f"recording sessions {a} and {b} overlap in time (two recorders wrote into "
+                "one directory): export each session's files apart"
+            )
+    back = int(interval * 1.5e9)
     out: list[Window] = []
-    for n, (start, path) in enumerate(starts):
-        end = starts[n + 1][0] - 1 if n + 1 < len(starts) else None
+    for n, (first, _, path, _) in enumerate(spans):
+        start = first // step_ns * step_ns
+        end = spans[n + 1][0] // step_ns * step_ns - 1 if n + 1 < len(spans) else None
         if end is not None and end < start:
             continue  # a file inside another's window (same step): the other exports it
-        out.append(Window(len(out), path, None if n == 0 else start, end))
-    return out
+        # the files a seek from `start` reads: those ending after start - read-back
+        needed = tuple(p for f, last, p, _ in spans
+                       if last >= start - back and (end is None or f <= end))  # fmt: skip
+        out.append(Window(len(out), path, start, end, needed))
+    return out, interval
 
 
 def export_window(
-    paths: list[str],
     window: Window,
     out_dir: str,
     *,
@@ -70,27 +101,34 @@ def export_window(
     symbols: list[str] | None = None,
     trades: bool = False,
     sizes: str = "contracts",
+    checkpoint_interval_s: float = 60.0,
+    skip_damaged: bool = True,
 ) -> dict[str, Any]:
-    """Export one window into the dataset; -> its summary row (never raises: a failure
-    is the row's `error`)."""
+    """Export one window into the dataset; -> its summary row, counted inside the
+    window only (never raises: a failure is the row's `error`)."""
     from recorder.export import collect, collect_trades
     from recorder.replay import Replay
 
     started = time.perf_counter()
-    row: dict[str, Any] = {"index": window.index, "file": Path(window.file).name, "rows": 0,
-                           "frames": 0, "gaps": 0, "resyncs": 0, "digests_checked": 0,
+    name = Path(window.file).name
+    row: dict[str, Any] = {"index": window.index, "file": name, "rows": 0, "frames": 0,
+                           "gaps": 0, "resyncs": 0, "digests_checked": 0,
                            "digest_mismatches": 0, "damaged_blocks": 0, "lost_records": 0,
                            "error": ""}  # fmt: skip
     try:
-        replay = Replay(paths, start_ns=window.start_ns, end_ns=window.end_ns,
-                        symbols=symbols, skip_damaged=True, sizes=sizes)  # fmt: skip
+        # a seek, even for the first window: every task reads the same way
+        replay = Replay(list(window.paths), start_ns=window.start_ns, end_ns=window.end_ns,
+                        symbols=symbols, skip_damaged=skip_damaged, sizes=sizes,
+                        checkpoint_interval_s=checkpoint_interval_s)  # fmt: skip
         columns = collect_trades(replay) if trades else collect(replay, depth, interval_ms)
         stats = replay.stats
         row.update(rows=len(columns), frames=stats.selected_frames, gaps=stats.window_gaps,
-                   resyncs=stats.window_resyncs, digests_checked=stats.digests_checked,
-                   digest_mismatches=len(stats.mismatches),
-                   damaged_blocks=stats.damaged_blocks,
-                   lost_records=stats.lost_records)  # fmt: skip
+                   resyncs=stats.window_resyncs, digests_checked=stats.window_digests_checked,
+                   digest_mismatches=sum(m.arrival_ns >= window.start_ns
+                                         for m in stats.mismatches),
+                   damaged_blocks=sum(str(e).startswith(f"{window.file}:")
+                                      for e in replay.damaged),
+                   lost_records=stats.window_lost_records)  # fmt: skip
         if len(columns):
             _write_partition(columns.as_numpy(), out_dir, window.index)
     except Exception as exc:  # reported in the summary: one bad file never sinks the job
@@ -138,6 +176,7 @@ def export_dataset(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: Callable[[int, int, dict], None] | None = None,
+    skip_damaged: bool = True,
 ) -> list[dict[str, Any]]:
     """Export every recording file as a task on Dask (a LocalCluster of `workers`
     processes, or the cluster at `scheduler`); -> the summary, one row per file, in file
@@ -149,17 +188,21 @@ def export_dataset(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ArgumentError(f"{out} must be a new or empty directory (a dataset is written)")
     step = int(interval_ms * 1e6) if interval_ms else 1
-    plan = windows(paths, step)
+    plan, checkpoint_interval = windows(list(paths), step)
     if not plan:
         raise ArgumentError("no recording with records in the paths")
-    files = [str(p) for p in paths]
     options: dict[str, Any] = {"depth": depth, "interval_ms": interval_ms, "symbols": symbols,
-                               "trades": trades, "sizes": sizes}  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
+                               "trades": trades, "sizes": sizes,
+                               "checkpoint_interval_s": checkpoint_interval,
+                               "skip_damaged": skip_damaged}  # fmt: skip
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArgumentError(f"cannot create {out}: {exc.strerror or exc}") from None
     rows: list[dict[str, Any]] = []
     if workers == 0:
         for window in plan:
-            rows.append(export_window(files, window, str(out), **options))
+            rows.append(export_window(window, str(out), **options))
             if progress is not None:
                 progress(len(rows), len(plan), rows[-1])
         return rows
@@ -172,7 +215,7 @@ def export_dataset(
                                processes=True, dashboard_address=None)  # fmt: skip
     client = Client(scheduler or cluster)
     try:
-        futures = [client.submit(export_window, files, w, str(out), pure=False, **options)
+        futures = [client.submit(export_window, w, str(out), pure=False, **options)
                    for w in plan]  # fmt: skip
         for future in as_completed(futures):
             rows.append(future.result())

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from bookengine import naming
-from bookengine.errors import ArgumentError, NoRecordings
+from bookengine.errors import ArgumentError, CorruptBlock, NoRecordings
 from bookengine.events import (
     BadFrame,
     BookUpdate,
@@ -82,6 +82,9 @@ class ReplayStats:
     # the windows of a parallel export add up
     window_gaps: int = 0
     window_resyncs: int = 0
+    window_lost_records: int = 0  # loss records inside the window
+    window_digests_checked: int = 0
+    checkpoint_adoptions: int = 0  # books a full replay took from a checkpoint (after a hole)
     first_ns: int | None = None
     last_ns: int | None = None
     wall_s: float = 0.0
@@ -117,7 +120,9 @@ class _Session:
     # (subscribe from SENT, connection lost from CLOSE, a 1 s timeout tick)
     calls_recorded: bool = False
     connections: dict[int, list[str]] = field(default_factory=dict)  # header: conn -> topics
-    seek_subscribed: bool = False  # a seek subscribed them at the window's start
+    seek_subscribed: bool = False  # the first record was read (a join subscribed there)
+    joined: bool = False  # the replay began after the session did: checkpoints give books
+    lost: bool = False  # a loss record (recorder hole, damaged block) was read in it
     start_ns: int | None = None  # header: when the session began
     units: dict[str, Units] = field(default_factory=dict)  # sizes="base": from the header
 
@@ -145,7 +150,9 @@ class Replay:
         snapshot_timeout_s: float | None = None,
         skip_damaged: bool = False,
         sizes: str = "contracts",
+        checkpoint_interval_s: float | None = None,
     ) -> None:
+        self.checkpoint_interval_s = checkpoint_interval_s
         self.files = recording_files(paths)
         if not self.files:
             raise NoRecordings(f"no recordings (*{fmt.SUFFIX}) found")
@@ -163,6 +170,7 @@ class Replay:
             raise ArgumentError(f"sizes must be 'contracts' (as sent) or 'base', got {sizes!r}")
         self.sizes = sizes
         self.stats = ReplayStats()
+        self.damaged: list[CorruptBlock] = []  # the blocks skipped as damaged (skip_damaged)
         # (ns, core) of every connection a live feed closed as it stopped, in order
         self.stopped: list[tuple[int, BookSync | TradeSync]] = []
         self._sessions: dict[str | None, _Session] = {}
@@ -290,12 +298,17 @@ class Replay:
             syncs, opened, next_timeouts = session.syncs, session.opened, session.next_timeouts
             by_calls = session.calls_recorded
             for kind, ns, conn, payload in records:
-                if read_from is not None and not session.seek_subscribed:
-                    # a seek into a session that began earlier starts after its subscribe:
-                    # make it here, as live had, so every stream (resyncing ones, L1) is
-                    # followed; a session that begins inside the window subscribes itself
+                if not session.seek_subscribed:
+                    # a replay that joins a session which began earlier (a seek, or files
+                    # from the middle of a session) starts after its subscribe: make it
+                    # here, as live had, so every stream (resyncing ones, L1) is followed,
+                    # and let checkpoints give the books; a session that begins inside
+                    # the read subscribes itself
                     session.seek_subscribed = True
-                    if session.start_ns is not None and session.start_ns < read_from:
+                    if session.start_ns is not None and session.start_ns < (
+                        ns if read_from is None else read_from
+                    ):
+                        session.joined = True
                         for conn_id, topics in session.connections.items():
                             self.sync(conn_id).subscribe(topics, ns)
                 stats.records += 1
@@ -337,7 +350,11 @@ class Replay:
                 elif kind == fmt.CHECKPOINT:
                     events = self._checkpoint(conn, ns, payload, start)
                 elif kind == fmt.LOSS:
-                    stats.lost_records += orjson.loads(payload).get("count", 0)
+                    count = orjson.loads(payload).get("count", 0)
+                    stats.lost_records += count
+                    if not warm:
+                        stats.window_lost_records += count
+                    session.lost = True  # its books may be adopted from checkpoints now
                     continue
                 else:  # header, status: information only
                     continue
@@ -371,6 +388,7 @@ class Replay:
         stats.wall_s = time.perf_counter() - started
         stats.duplicate_blocks += reader.duplicates
         stats.damaged_blocks += len(reader.damaged)
+        self.damaged.extend(reader.damaged)
         for session in self._sessions.values():
             for sync in session.syncs.values():
                 stats.bad_frames += sync.stats.bad_frames
@@ -464,6 +482,8 @@ class Replay:
             self.stats.digests_unverified += 1
             return
         self.stats.digests_checked += 1
+        if self.start_ns is None or ns >= self.start_ns:
+            self.stats.window_digests_checked += 1
         mine = book.digest()
         if mine != digest["digest"]:
             self.stats.mismatches.append(DigestMismatch(ns, topic, seq, digest["digest"], mine))
@@ -474,8 +494,11 @@ class Replay:
         a checkpoint only for a book it lost to a hole in the file (a recorder loss
         record, a damaged block), where the live book went on: the checkpoint is that live
         book, so the replay is whole again as soon as the recorder wrote one, as a replay
-        starting there would be."""
-        if start is None and not self.stats.lost_records:
+        starting there would be. A replay that joins a session after its start (files from
+        its middle) warms up from them as a seek does. Each adoption is counted
+        (`checkpoint_adoptions`)."""
+        session = self._session
+        if start is None and not (session.joined or session.lost):
             return []
         checkpoint = orjson.loads(payload)
         text = checkpoint["topic"]
@@ -489,9 +512,15 @@ class Replay:
             # the session's subscribe lies before the window: BookSync follows only
             # subscribed streams, so subscribe it here, as live had
             sync.subscribe([text], ns)
+        if start is None:
+            self.stats.checkpoint_adoptions += 1
         return list(sync.feed(ns, payload))
 
     def _checkpoint_interval(self) -> float:
+        """How far back a seek reads: 1.5 of these. `checkpoint_interval_s` when given
+        (a caller that knows the largest of every session's), else the first file's."""
+        if self.checkpoint_interval_s is not None:
+            return self.checkpoint_interval_s
         header = file_header(self.files[0]) or {}
         return float(header.get("checkpoint_interval_s", 60.0))
 

@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--l1", action="store_true", help="the recorded snapshotL1 quotes instead")
     parser.add_argument(
-        "--parallel", type=int, nargs="?", const=0, default=None, metavar="N",
+        "--parallel", type=int, nargs="?", const=-1, default=None, metavar="N",
         help="one Dask task per file, N worker processes (default: one per core), into a "
         "Parquet dataset directory (-o DIR) partitioned by date and symbol ([parallel] extra)",
     )  # fmt: skip
@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise usage("an output file is needed: -o out.npz|out.parquet|out.csv")
     if args.format != "table":
+        if args.parallel is not None or args.scheduler is not None:
+            raise usage("--parallel writes the table format only (a Parquet dataset)")
         return _backtest_format(args)
     if args.parallel is not None or args.scheduler is not None:
         return _parallel(args)
@@ -210,8 +212,8 @@ def _parallel(args: argparse.Namespace) -> int:
         raise usage("--parallel exports top of book, --depth N or --trades (not --l1)")
     if args.depth < 0 or (args.interval is not None and args.depth == 0):
         raise usage("--interval goes with --depth N")
-    if args.parallel is not None and args.parallel < 0:
-        raise usage("--parallel N: N >= 1 worker processes")
+    if args.parallel is not None and args.parallel == 0 or (args.parallel or 0) < -1:
+        raise usage("--parallel N: N >= 1 worker processes (or --parallel: one per core)")
     try:
         require_dask()
         import pyarrow  # noqa: F401
@@ -222,7 +224,12 @@ def _parallel(args: argparse.Namespace) -> int:
     start, end, symbols = resolve_range(args)
     if start is not None or end is not None:
         raise usage("--parallel exports whole files: no --from/--to (select files instead)")
-    workers = args.parallel or os.cpu_count() or 2
+    workers = args.parallel if args.parallel and args.parallel > 0 else os.cpu_count() or 2
+    import logging
+
+    if args.verbosity <= 0:  # Dask's own INFO lines (workers starting, ...) only with -v
+        for name in ("distributed", "dask"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     def progress(done: int, total: int, row: dict) -> None:
         if not args.quiet:
@@ -236,8 +243,10 @@ def _parallel(args: argparse.Namespace) -> int:
             args.paths, args.out, depth=args.depth, interval_ms=args.interval,
             symbols=symbols, trades=args.trades, sizes=args.sizes,
             workers=None if args.scheduler else workers, scheduler=args.scheduler,
-            progress=progress,
+            progress=progress, skip_damaged=args.skip_damaged,
         )  # fmt: skip
+    except FileNotFoundError as exc:  # NoRecordings included
+        raise CommandFailed(Exit.NO_DATA, str(exc)) from None
     except BookEngineError as exc:
         raise usage(str(exc)) from None
     summary = os.path.join(args.out, "_summary.csv")  # "_": dataset readers skip it
@@ -258,4 +267,8 @@ def _parallel(args: argparse.Namespace) -> int:
     )
     for row in bad:
         print(f"  {row['file']}: {row['error'] or 'damaged or mismatching (see the summary)'}")
-    return Exit.CHECK_FAILED if bad else Exit.OK
+    if bad:
+        return Exit.CHECK_FAILED
+    if not total["rows"]:
+        raise CommandFailed(Exit.NO_DATA, "no rows in the selection (the summary is written)")
+    return Exit.OK
