@@ -31,13 +31,15 @@ from array import array
 from collections.abc import Iterable
 from math import nan
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 
 from bookengine.errors import ArgumentError, MissingExtra
 from bookengine.events import BookUpdate, L1Quote, StatusChanged, SyncStatus, TopOfBook, Trade
 from recorder.replay import Replay, ReplayStats
+
+T = TypeVar("T")
 
 
 class Columns:
@@ -165,19 +167,20 @@ class L1Columns:
 
 def collect_l1(replay: Replay) -> L1Columns:
     """Replay and gather every recorded snapshotL1 quote."""
-    columns = L1Columns()
-    for event in replay.events():
-        if type(event) is L1Quote:
-            columns.add(event)
-    return columns
+    return _gather(replay, L1Quote, L1Columns())
 
 
 def collect_trades(replay: Replay) -> TradeColumns:
     """Replay and gather every trade (each once: TradeSync de-duplicates)."""
-    columns = TradeColumns()
+    return _gather(replay, Trade, TradeColumns())
+
+
+def _gather(replay: Replay, kind: type, columns: T) -> T:
+    """Every event of exactly `kind` into `columns` (which has `add(event)`)."""
+    add = columns.add  # type: ignore[attr-defined]
     for event in replay.events():
-        if type(event) is Trade:
-            columns.add(event)
+        if type(event) is kind:
+            add(event)
     return columns
 
 

@@ -93,3 +93,16 @@ def add_sizes_argument(parser: argparse.ArgumentParser) -> None:
         help="futures sizes as sent (contracts) or in base coin, with the instrument "
         "metadata stored in the recording",
     )
+
+
+def require_selection(symbols: list[str] | None, stats) -> None:  # noqa: ANN001
+    """Exit 3 when a selected symbol, or any frame, is missing from what was replayed:
+    never a silent success on an empty selection (replay and export alike)."""
+    from bookengine import naming
+    from recorder.exitcodes import CommandFailed, Exit
+
+    absent = sorted({naming.canonical(s) for s in symbols or ()} - stats.symbols_seen)
+    if absent:
+        raise CommandFailed(Exit.NO_DATA, f"not in the recordings (window): {', '.join(absent)}")
+    if stats.selected_frames == 0:
+        raise CommandFailed(Exit.NO_DATA, "no frame in the selected recordings and window")

@@ -9,6 +9,7 @@ from recorder.commands._times import (
     add_range_arguments,
     add_sizes_argument,
     parse_interval_ms,
+    require_selection,
     resolve_range,
 )
 from recorder.commands._values import Deprecated
@@ -132,16 +133,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if stats.damaged_blocks:
         print(f"{stats.damaged_blocks} damaged block(s) skipped ({stats.lost_records:,} records)")
-    if symbols is not None:
-        from bookengine import naming
-
-        absent = sorted({naming.canonical(s) for s in symbols} - stats.symbols_seen)
-        if absent:
-            raise CommandFailed(
-                Exit.NO_DATA, f"not in the recordings (window): {', '.join(absent)}"
-            )
-    if stats.selected_frames == 0:
-        raise CommandFailed(Exit.NO_DATA, "no frame in the selected recordings and window")
+    require_selection(symbols, stats)
     return Exit.OK
 
 

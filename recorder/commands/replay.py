@@ -6,7 +6,12 @@ import argparse
 import sys
 import time
 
-from recorder.commands._times import add_range_arguments, add_sizes_argument, resolve_range
+from recorder.commands._times import (
+    add_range_arguments,
+    add_sizes_argument,
+    require_selection,
+    resolve_range,
+)
 from recorder.exitcodes import CommandFailed, Exit, usage
 
 HELP = "replay recordings through the book engine (fast, paced or from a time)"
@@ -110,9 +115,5 @@ def run(args: argparse.Namespace) -> int:
         )
     if stats.mismatches:
         return Exit.CHECK_FAILED
-    absent = sorted((replay.symbols or set()) - stats.symbols_seen)
-    if absent:
-        raise CommandFailed(Exit.NO_DATA, f"not in the recordings (window): {', '.join(absent)}")
-    if stats.selected_frames == 0:
-        raise CommandFailed(Exit.NO_DATA, "no frame in the selected recordings and window")
+    require_selection(symbols, stats)
     return Exit.OK
