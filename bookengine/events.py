@@ -35,6 +35,9 @@ class Reason(StrEnum):
     CONNECTION_LOST = "connection_lost"
     REJECTED = "rejected"
     UNSUBSCRIBED = "unsubscribed"
+    # fan-out consumers (bookengine.fanout): entries are missing, or the publisher stopped
+    STREAM_HOLE = "stream_hole"
+    PUBLISHER_STOPPED = "publisher_stopped"
 
 
 def _topic(symbol: str, grouping: int | None) -> str:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from bookengine import naming
 from bookengine.errors import ExchangeError, FrameError, TopicError
+
+if TYPE_CHECKING:
+    from bookengine.book import OrderBook
 
 PING = "ping"
 PONG = "pong"
@@ -218,6 +222,37 @@ def _encode_op(op: str, topics: list[str]) -> str:
     for t in topics:
         Topic.parse(t)
     return orjson.dumps({"op": op, "args": list(topics)}).decode()
+
+
+def plain_decimal(number: float) -> str:
+    """A price or size as BTSE (and tardis) spell it: a plain decimal, never `5e-05`.
+    `repr` gives the shortest exact spelling; Decimal expands its exponent."""
+    text = repr(number)
+    if "e" not in text:
+        return text
+    plain = format(Decimal(text), "f")
+    return plain if "." in plain else plain + ".0"  # "1e16": zeros after a point say nothing
+
+
+def encode_checkpoint(topic: str, symbol: str, book: OrderBook, seq: int, now_ns: int) -> bytes:
+    """A synced book as a snapshot frame of its stream: fed to a `BookSync` subscribed to
+    `topic`, it gives that very book at `seq` (how replays seek and how a fan-out consumer
+    joins mid-stream). Sizes as sent, as the frames applied next are."""
+    frame = {
+        "topic": topic,
+        "data": {
+            "bids": [[plain_decimal(p), plain_decimal(s)] for p, s in book.bids(as_sent=True)],
+            "asks": [
+                [plain_decimal(p), plain_decimal(s)] for p, s in reversed(book.asks(as_sent=True))
+            ],
+            "seqNum": seq,
+            "prevSeqNum": seq - 1,
+            "type": "snapshot",
+            "symbol": symbol,
+            "timestamp": now_ns // 1_000_000,
+        },
+    }
+    return orjson.dumps(frame)
 
 
 # --- decoding -------------------------------------------------------------------------

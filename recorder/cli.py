@@ -23,6 +23,7 @@ COMMANDS = (
     "simulate",
     "watch",
     "record",
+    "publish",
     "info",
     "verify",
     "replay",

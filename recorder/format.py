@@ -21,8 +21,9 @@ is exactly LEN bytes, so raw frames with any bytes (newlines, NULs, junk) round-
 from __future__ import annotations
 
 import struct
-from decimal import Decimal
 from typing import NamedTuple
+
+from bookengine.wire import plain_decimal as plain_decimal  # spelt there; used here too
 
 FORMAT_NAME = "bookengine-recording"
 FORMAT_VERSION = 2  # 2: CALL records (the driver's calls into BookSync); 1 still reads
@@ -210,13 +211,3 @@ def parse_trailer(data: bytes) -> tuple[int, int] | None:
         return None
     tag, footer_offset, index_offset = _TRAILER.unpack(data[SKIP_HEAD:])
     return (footer_offset, index_offset) if tag == TRAILER_TAG else None
-
-
-def plain_decimal(number: float) -> str:
-    """A price or size as BTSE (and tardis) spell it: a plain decimal, never `5e-05`.
-    `repr` gives the shortest exact spelling; Decimal expands its exponent."""
-    text = repr(number)
-    if "e" not in text:
-        return text
-    plain = format(Decimal(text), "f")
-    return plain if "." in plain else plain + ".0"  # "1e16": zeros after a point say nothing

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +26,7 @@ from bookengine.events import Event, Reason, StatusChanged, SyncStatus
 from bookengine.feed import CLOSED_BY_APP, Feed
 from bookengine.instruments import Instruments
 from bookengine.sync import RecoveryPolicy
-from bookengine.wire import Topic
-from recorder.format import plain_decimal
+from bookengine.wire import Topic, encode_checkpoint
 from recorder.retention import Retention
 from recorder.writer import RecorderError, RecorderSink, RecordingWriter
 
@@ -356,25 +355,8 @@ def _write_checkpoints(feed: Feed, sink: RecorderSink) -> bool:
             seq = feed.last_seq(symbol, grouping)
             if seq is None:  # a synced book always has one (BookSync refuses seqNum < 0)
                 continue  # never worth stopping a recording for: replay rebuilds from frames
-            frame = {
-                "topic": topic,
-                "data": {
-                    # as sent (contracts): the frames the replay applies next are
-                    "bids": [
-                        [plain_decimal(p), plain_decimal(s)] for p, s in book.bids(as_sent=True)
-                    ],
-                    "asks": [
-                        [plain_decimal(p), plain_decimal(s)]
-                        for p, s in reversed(book.asks(as_sent=True))
-                    ],
-                    "seqNum": seq,
-                    "prevSeqNum": seq - 1,
-                    "type": "snapshot",
-                    "symbol": symbol,
-                    "timestamp": now // 1_000_000,
-                },
-            }
-            sink.write_checkpoint(conn_id, now, orjson.dumps(frame))
+            frame = encode_checkpoint(topic, symbol, book, seq, now)
+            sink.write_checkpoint(conn_id, now, frame)
             written = True
     return written
 
@@ -384,10 +366,6 @@ def instruments_record(instruments: Instruments, symbols: list[str]) -> dict[str
     when and where from (a replay rebuilds `Instruments` from them, offline)."""
     rows = [i.row for i in instruments if i.symbol in symbols]
     return {"fetched_at": instruments.fetched_at, "source": instruments.source, "markets": rows}
-
-
-def _levels(levels: Iterable[tuple[float, float]]) -> list[list[str]]:
-    return [[plain_decimal(price), plain_decimal(size)] for price, size in levels]
 
 
 def _split(topic: str) -> tuple[str, int | None]:

@@ -1,0 +1,327 @@
+"""`RedisFeed`: the books a `RedisPublisher` fans out, as if from a local `Feed`.
+
+    async with RedisFeed(["BTC-PERP"], "redis://127.0.0.1:6379/0", on_top=print) as feed:
+        await feed.run_forever()
+
+Each stream gets a `StreamFollower`: the same `BookSync` on the same inputs as the
+publisher's, so books, seqs and events are the publisher's. A consumer starting late
+joins at the latest checkpoint; one that falls behind past the stream's MAXLEN, or
+meets a publisher restart or a Redis restart that lost entries, says `out_of_sync`
+(reason `stream_hole`) and joins again at the next checkpoint: it never applies a frame
+across a hole. Callbacks run on the reader task, one at a time: a slow callback slows
+this consumer only (Redis keeps the stream for it, up to MAXLEN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from bookengine.book import OrderBook
+from bookengine.errors import ArgumentError, FrameError
+from bookengine.events import BookUpdate, Event, StatusChanged, SyncStatus, TopOfBook, Trade
+from bookengine.fanout.entries import Keys, decode_entry, decode_trade
+from bookengine.fanout.follower import FollowerStats, StreamFollower
+from bookengine.fanout.publisher import import_redis, redacted
+from bookengine.feed import Connected, Reconnecting
+from bookengine.wire import parse_item, stream_key
+
+log = logging.getLogger(__name__)
+
+ConsumerEvent = Event | Connected | Reconnecting
+Callback = Callable[[Any], object] | Callable[[Any], Awaitable[object]]
+_LATENCY_SAMPLES = 4096
+
+
+@dataclass
+class RedisFeedStats:
+    entries: int = 0
+    holes: int = 0
+    joins: int = 0
+    checkpoints_adopted: int = 0
+    digests_checked: int = 0
+    digest_mismatches: int = 0
+    bad_entries: int = 0
+    trades: int = 0
+    reconnects: int = 0
+    callback_errors: int = 0
+    dropped: int = 0  # events an `async for` reader did not take in time (oldest first)
+    # publisher arrival -> callback, microseconds, over the last 4096 tops
+    latency_us_p50: float | None = None
+    latency_us_p99: float | None = None
+    streams: dict[str, FollowerStats] = field(default_factory=dict)
+
+
+class RedisFeed:
+    """Books of `topics` (bare symbols mean `update:SYM_0`) from a publisher's Redis.
+
+    `join`: "checkpoint" (default) starts from each stream's latest checkpoint, so a
+    book is there at once; "live" starts with the next checkpoint the publisher writes.
+    `trades=True` also follows the symbols' trades (new ones, from now on).
+    """
+
+    def __init__(
+        self,
+        topics: Iterable[str] | str,
+        redis_url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "btse",
+        on_top: Callback | None = None,
+        on_book: Callback | None = None,
+        on_status: Callback | None = None,
+        on_trade: Callback | None = None,
+        on_error: Callback | None = None,
+        trades: bool = False,
+        book_updates: bool = False,
+        join: str = "checkpoint",
+        block: float = 1.0,
+        count: int = 1000,
+        queue_size: int = 10_000,
+        backoff: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        if isinstance(topics, str):
+            topics = [topics]
+        parsed = [parse_item(t) for t in topics]
+        wanted = list(dict.fromkeys(t.wire for t in parsed if t.kind in ("update", "snapshotL1")))
+        if not wanted:
+            raise ArgumentError("RedisFeed needs at least one book or L1 stream")
+        if join not in ("checkpoint", "live"):
+            raise ArgumentError(f"join must be 'checkpoint' or 'live', got {join!r}")
+        if block <= 0 or count < 1 or queue_size < 1 or not 0 < backoff[0] <= backoff[1]:
+            raise ArgumentError("block > 0, count >= 1, queue_size >= 1, 0 < backoff[0] <= [1]")
+        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ArgumentError(f"not a Redis URL: {redis_url!r} (redis://host:6379/0)")
+        self._aioredis = import_redis()
+        try:
+            self.keys = Keys(prefix)
+        except ValueError as exc:
+            raise ArgumentError(str(exc)) from None
+        self.redis_url = redis_url
+        self.book_updates = book_updates or on_book is not None
+        self.followers = {
+            t.key: StreamFollower(t.wire, book_updates=self.book_updates)
+            for t in (parse_item(w) for w in wanted)
+        }
+        self._by_raw_key = {self.keys.raw(k): f for k, f in self.followers.items()}
+        symbols = dict.fromkeys(t.symbol for t in parsed)
+        self._trade_keys = {self.keys.trades(s) for s in symbols} if trades or on_trade else set()
+        self.join = join
+        self.block_ms = int(block * 1000)
+        self.count = count
+        self.queue_size = queue_size
+        self.backoff = backoff
+        self._callbacks: dict[type, Callback | None] = {
+            TopOfBook: on_top,
+            BookUpdate: on_book,
+            StatusChanged: on_status,
+            Connected: on_status,
+            Reconnecting: on_status,
+            Trade: on_trade,
+        }
+        self._on_error = on_error
+        self._stats = RedisFeedStats()
+        self._latency: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
+        self._iterators: list[asyncio.Queue[ConsumerEvent | None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self._redis: Any = None
+        self.positions: dict[str, bytes | str] = {}  # stream key -> last entry id read
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._redis = self._aioredis.from_url(
+                self.redis_url, socket_timeout=None, socket_connect_timeout=2.0
+            )
+            self._task = asyncio.create_task(self._read_loop(), name="bookengine-redisfeed")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+            self._redis = None
+        self._closed.set()
+        for queue in self._iterators:
+            queue.put_nowait(None)
+
+    async def __aenter__(self) -> RedisFeed:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        await self._closed.wait()
+
+    async def wait_synced(self, timeout: float = 10.0) -> None:
+        """Wait until every stream has a book; `TimeoutError` names those without."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = [k for k, f in self.followers.items() if f.status is not SyncStatus.SYNCED]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not synced after {timeout}s: {', '.join(missing)}")
+            await asyncio.sleep(0.01)
+
+    def __aiter__(self) -> AsyncIterator[ConsumerEvent]:
+        queue: asyncio.Queue[ConsumerEvent | None] = asyncio.Queue()
+        self._iterators.append(queue)
+
+        async def iterate() -> AsyncIterator[ConsumerEvent]:
+            try:
+                while (event := await queue.get()) is not None:
+                    yield event
+            finally:
+                self._iterators.remove(queue)
+
+        return iterate()
+
+    # --- queries --------------------------------------------------------------------------
+
+    def _follower(self, symbol: str, grouping: int | None) -> StreamFollower | None:
+        try:
+            return self.followers.get(stream_key(symbol, grouping))
+        except ValueError:
+            return None
+
+    def book(self, symbol: str, grouping: int | None = 0) -> OrderBook | None:
+        """The synced book (any spelling, or a topic), None while it is not in sync."""
+        follower = self._follower(symbol, grouping)
+        return None if follower is None else follower.book()
+
+    def status(self, symbol: str, grouping: int | None = 0) -> SyncStatus | None:
+        follower = self._follower(symbol, grouping)
+        return None if follower is None else follower.status
+
+    def last_seq(self, symbol: str, grouping: int | None = 0) -> int | None:
+        follower = self._follower(symbol, grouping)
+        return None if follower is None else follower.last_seq()
+
+    def stats(self) -> RedisFeedStats:
+        """Counters summed over the streams (and each stream's), latency percentiles."""
+        stats = self._stats
+        streams = {k: f.stats for k, f in self.followers.items()}
+        for name in ("entries", "holes", "joins", "checkpoints_adopted", "digests_checked",
+                     "digest_mismatches", "bad_entries"):  # fmt: skip
+            setattr(stats, name, sum(getattr(s, name) for s in streams.values()))
+        stats.streams = streams
+        ordered = sorted(self._latency)
+        stats.latency_us_p50 = _percentile(ordered, 50)
+        stats.latency_us_p99 = _percentile(ordered, 99)
+        return stats
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        aioredis = self._aioredis
+        url = redacted(self.redis_url)
+        attempt = 0
+        while True:
+            try:
+                if not self.positions:
+                    await self._join()
+                if attempt:
+                    await self._redis.ping()
+                    attempt = 0
+                    await self._deliver([Connected(0, url, tuple(self.followers))])
+                reply = await self._redis.xread(
+                    self.positions, count=self.count, block=self.block_ms
+                )
+                for name, entries in reply or ():
+                    await self._take(name.decode(), entries)
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                attempt += 1
+                self._stats.reconnects += 1
+                first, cap = self.backoff
+                delay = min(cap, first * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                if attempt == 1:
+                    log.warning("redisfeed: lost %s (%s); retrying", url, exc)
+                await self._deliver([Reconnecting(0, url, attempt, delay, str(exc))])
+                await asyncio.sleep(delay)
+
+    async def _join(self) -> None:
+        """Where each stream starts: its latest checkpoint (or the start of what Redis
+        keeps, where a publisher run may begin), or only what comes next."""
+        redis, positions = self._redis, {}
+        for raw_key, follower in self._by_raw_key.items():
+            start: bytes | str = "$" if self.join == "live" else "0-0"
+            if self.join == "checkpoint":
+                entry_id = await redis.get(self.keys.checkpoint(follower.key))
+                found = await redis.xrange(raw_key, entry_id, entry_id) if entry_id else []
+                if found:
+                    await self._take(raw_key, found)
+                    start = entry_id
+            positions[raw_key] = start
+        for trade_key in self._trade_keys:
+            positions[trade_key] = "$"
+        self.positions = positions
+
+    async def _take(self, key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        follower = self._by_raw_key.get(key)
+        for entry_id, fields in entries:
+            self.positions[key] = entry_id
+            if follower is None:  # a trade stream
+                try:
+                    trade = decode_trade(fields)
+                except FrameError as exc:
+                    self._stats.bad_entries += 1
+                    log.warning("redisfeed: %s: %s", key, exc)
+                    continue
+                self._stats.trades += 1
+                await self._deliver([trade])
+                continue
+            try:
+                entry = decode_entry(fields)
+            except FrameError as exc:
+                log.warning("redisfeed: %s: %s", key, exc)
+                events = follower.bad_entry(time.time_ns(), str(exc))
+            else:
+                events = follower.apply(entry)
+            if events:
+                await self._deliver(events)
+
+    async def _deliver(self, events: Iterable[ConsumerEvent]) -> None:
+        callbacks = self._callbacks
+        for event in events:
+            kind = type(event)
+            callback = callbacks.get(kind, self._on_error)
+            if kind is TopOfBook:
+                self._latency.append((time.time_ns() - event.arrival_ns) / 1000)  # type: ignore[union-attr]
+            if callback is not None:
+                try:
+                    result = callback(event)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    self._stats.callback_errors += 1
+                    log.exception("redisfeed: callback for %s failed", kind.__name__)
+            for queue in self._iterators:
+                if queue.qsize() >= self.queue_size:
+                    queue.get_nowait()
+                    self._stats.dropped += 1
+                queue.put_nowait(event)
+
+
+def _percentile(ordered: list[float], pct: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]

@@ -1,0 +1,178 @@
+"""What a publisher writes into Redis Streams, and how a consumer reads it back (pure).
+
+Keys, for a `prefix` (default `btse`):
+
+- `{prefix}:raw:{stream}` (`btse:raw:update:BTC-PERP_0`): everything the publisher's
+  `BookSync` of that stream was given, in order: frames with their arrival stamps, the
+  calls the Feed made (subscribe, connection_lost, ...), checkpoints (the book as a
+  snapshot frame, with its seq and digest) and a stop marker. A consumer running
+  `BookSync` on these gets the publisher's books, byte for byte.
+- `{prefix}:checkpoint:{stream}`: the entry id of the latest checkpoint (late join).
+- `{prefix}:top:{stream}`: conflated top of book, for consumers that need no book.
+- `{prefix}:trades:{symbol}`: public trades, once each (`TradeSync`'s output).
+- `{prefix}:status`: every stream's status changes.
+
+Every raw entry carries the publisher's `epoch` (one per publisher run) and `n`, its place
+in the stream (1, 2, 3, ...: counted when the publisher *queued* it). A consumer that sees
+a new epoch or a skipped `n` knows entries are missing (trimmed by MAXLEN, lost while
+Redis was down, dropped by a full queue) and never applies a frame across the hole.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import orjson
+
+from bookengine.errors import FrameError
+from bookengine.events import StatusChanged, TopOfBook, Trade
+
+FRAME = b"f"  # a received frame, as received
+CALL = b"c"  # a call into BookSync: {"call": name, "topics": [...]}
+CHECKPOINT = b"p"  # the synced book as a snapshot frame; `seq` and `digest` beside it
+STOP = b"x"  # the publisher stopped (cleanly); payload is why
+KINDS = (FRAME, CALL, CHECKPOINT, STOP)
+
+
+class Keys:
+    """Redis key names under one prefix: every name is made here."""
+
+    def __init__(self, prefix: str = "btse") -> None:
+        if not prefix or any(c.isspace() for c in prefix):
+            raise ValueError(f"a key prefix must be non-empty, without spaces: {prefix!r}")
+        self.prefix = prefix
+
+    def raw(self, stream: str) -> str:
+        return f"{self.prefix}:raw:{stream}"
+
+    def checkpoint(self, stream: str) -> str:
+        return f"{self.prefix}:checkpoint:{stream}"
+
+    def top(self, stream: str) -> str:
+        return f"{self.prefix}:top:{stream}"
+
+    def trades(self, symbol: str) -> str:
+        return f"{self.prefix}:trades:{symbol}"
+
+    def status(self) -> str:
+        return f"{self.prefix}:status"
+
+
+class Entry(NamedTuple):
+    """One entry of a raw stream."""
+
+    kind: bytes
+    ns: int  # arrival (frames) or call time, wall clock ns of the publisher
+    epoch: bytes
+    n: int
+    payload: bytes
+    seq: int | None = None  # checkpoints: the book's seq
+    digest: str | None = None  # checkpoints: OrderBook.digest() of the publisher's book
+
+
+def encode_entry(entry: Entry) -> dict[bytes, bytes]:
+    fields = {
+        b"k": entry.kind,
+        b"t": b"%d" % entry.ns,
+        b"e": entry.epoch,
+        b"n": b"%d" % entry.n,
+        b"d": entry.payload,
+    }
+    if entry.seq is not None:
+        fields[b"s"] = b"%d" % entry.seq
+    if entry.digest is not None:
+        fields[b"g"] = entry.digest.encode()
+    return fields
+
+
+def decode_entry(fields: dict[bytes, bytes]) -> Entry:
+    """An entry read from Redis; `FrameError` says what is wrong with one that is not ours
+    (a consumer counts it and treats it as a hole)."""
+    try:
+        kind = fields[b"k"]
+        if kind not in KINDS:
+            raise FrameError(f"unknown entry kind {kind!r}")
+        seq = fields.get(b"s")
+        digest = fields.get(b"g")
+        n = int(fields[b"n"])
+        if n < 1:
+            raise FrameError(f"entry number {n} < 1")
+        return Entry(
+            kind,
+            int(fields[b"t"]),
+            fields[b"e"],
+            n,
+            fields[b"d"],
+            None if seq is None else int(seq),
+            None if digest is None else digest.decode(),
+        )
+    except KeyError as exc:
+        raise FrameError(f"entry without field {exc.args[0]!r}") from None
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise FrameError(f"malformed entry: {exc}") from None
+
+
+def encode_call(call: str, topics: list[str]) -> bytes:
+    return orjson.dumps({"call": call, "topics": topics})
+
+
+def _num(value: float | None) -> bytes:
+    return b"" if value is None else repr(value).encode()
+
+
+def _opt(value: bytes) -> float | None:
+    return None if value == b"" else float(value)
+
+
+def encode_top(top: TopOfBook) -> dict[bytes, bytes]:
+    return {
+        b"t": b"%d" % top.arrival_ns,
+        b"x": b"" if top.exchange_ms is None else b"%d" % top.exchange_ms,
+        b"sym": top.symbol.encode(),
+        b"grp": b"" if top.grouping is None else b"%d" % top.grouping,
+        b"s": b"%d" % top.seq,
+        b"bp": _num(top.bid_price),
+        b"bs": _num(top.bid_size),
+        b"ap": _num(top.ask_price),
+        b"as": _num(top.ask_size),
+    }
+
+
+def decode_top(fields: dict[bytes, bytes]) -> TopOfBook:
+    try:
+        return TopOfBook(
+            int(fields[b"t"]),
+            None if fields[b"x"] == b"" else int(fields[b"x"]),
+            fields[b"sym"].decode(),
+            None if fields[b"grp"] == b"" else int(fields[b"grp"]),
+            int(fields[b"s"]),
+            _opt(fields[b"bp"]),
+            _opt(fields[b"bs"]),
+            _opt(fields[b"ap"]),
+            _opt(fields[b"as"]),
+        )
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise FrameError(f"malformed top-of-book entry: {exc!r}") from None
+
+
+def encode_trade(trade: Trade) -> dict[bytes, bytes]:
+    return {b"j": orjson.dumps(trade[:8])}
+
+
+def decode_trade(fields: dict[bytes, bytes]) -> Trade:
+    try:
+        values = orjson.loads(fields[b"j"])
+        return Trade(*values)
+    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise FrameError(f"malformed trade entry: {exc!r}") from None
+
+
+def encode_status(event: StatusChanged) -> dict[bytes, bytes]:
+    return {
+        b"t": b"%d" % event.arrival_ns,
+        b"topic": event.topic.encode(),
+        b"status": event.status.value.encode(),
+        b"reason": event.reason.value.encode(),
+        b"detail": event.detail.encode(),
+    }
+
