@@ -263,8 +263,10 @@ class RedisFeed:
         keeps, where a publisher run may begin), or only what comes next."""
         redis, positions = self._redis, {}
         for raw_key, follower in self._by_raw_key.items():
-            start: bytes | str = "$" if self.join == "live" else "0-0"
-            if self.join == "checkpoint":
+            start: bytes | str = "0-0"
+            if self.join == "live":
+                start = await self._last_id(raw_key)
+            else:
                 entry_id = await redis.get(self.keys.checkpoint(follower.key))
                 found = await redis.xrange(raw_key, entry_id, entry_id) if entry_id else []
                 if found:
@@ -272,8 +274,14 @@ class RedisFeed:
                     start = entry_id
             positions[raw_key] = start
         for trade_key in self._trade_keys:
-            positions[trade_key] = "$"
+            positions[trade_key] = await self._last_id(trade_key)
         self.positions = positions
+
+    async def _last_id(self, key: str) -> bytes | str:
+        """The id of a stream's newest entry: reading after it is "from now on" (XREAD's
+        `$` would be, at every call, and lose what came between two calls)."""
+        newest = await self._redis.xrevrange(key, count=1)
+        return newest[0][0] if newest else "0-0"
 
     async def _take(self, key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         follower = self._by_raw_key.get(key)

@@ -1,0 +1,291 @@
+"""Fan-out over a real redis-server on loopback (tests/redis_server.py) and the real
+simulator: consumers, in this process and in others, get the publisher's books or say
+they are out of sync, through Redis restarts, lag, trimming and publisher restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bookengine.events import BookUpdate, Reason, StatusChanged, SyncStatus, Trade
+from bookengine.feed import Feed
+from bookengine.simulator import Simulator
+from tests.conftest import need_extra
+from tests.redis_server import redis_server  # noqa: F401  (the fixture)
+from tests.simclient import FAST, run
+
+need_extra("redis", "fanout")
+
+from bookengine.fanout import RedisFeed, RedisPublisher  # noqa: E402
+from bookengine.fanout.entries import Keys, decode_top  # noqa: E402
+
+pytestmark = pytest.mark.integration
+SYMBOLS = ["BTC-USD", "BTC-PERP"]
+HERE = Path(__file__).parent
+
+
+class DigestTap:
+    """The publisher's side of the comparison: the digest of its book at every seq, taken
+    on the reader as the frame is applied (callbacks run later, on a moved-on book)."""
+
+    def __init__(self) -> None:
+        self.digests: dict[str, str] = {}
+        self.trades: dict[int, Trade] = {}
+
+    def on_open(self, *args: object) -> None: ...
+    def on_frame(self, *args: object) -> None: ...
+    def on_sent(self, *args: object) -> None: ...
+    def on_close(self, *args: object) -> None: ...
+
+    def on_event(self, conn_id: int, event: object) -> None:
+        if type(event) is BookUpdate:
+            self.digests[f"{event.topic}|{event.seq}"] = event.book.digest()
+        elif type(event) is Trade:
+            self.trades[event.trade_id] = event
+
+
+def publisher_feed(url: str, redis_url: str, **kw) -> tuple[Feed, RedisPublisher, DigestTap]:
+    tap = DigestTap()
+    feed = Feed(SYMBOLS, url=url, book_updates=True, tap=tap, **FAST, **kw)
+    publisher = RedisPublisher(feed, redis_url, checkpoint_interval=0.3)
+    return feed, publisher, tap
+
+
+class Seen:
+    """What an in-process consumer saw."""
+
+    def __init__(self) -> None:
+        self.digests: dict[str, str] = {}
+        self.statuses: list[StatusChanged] = []
+        self.slow = 0.0
+
+    async def on_book(self, update: BookUpdate) -> None:
+        self.digests[f"{update.topic}|{update.seq}"] = update.book.digest()
+        if self.slow:
+            await asyncio.sleep(self.slow)
+
+    def on_status(self, event: object) -> None:
+        if isinstance(event, StatusChanged):
+            self.statuses.append(event)
+
+
+def assert_same_books(mine: dict[str, str], publishers: dict[str, str], at_least: int) -> None:
+    common = set(mine) & set(publishers)
+    wrong = [k for k in common if mine[k] != publishers[k]]
+    assert not wrong, f"{len(wrong)} books differ from the publisher's, e.g. {wrong[:3]}"
+    assert len(common) >= at_least, f"only {len(common)} books compared"
+    assert set(mine) <= set(publishers), "a book at a seq the publisher never had"
+
+
+def test_three_consumer_processes_keep_the_publishers_books_through_a_redis_restart(
+    redis_server, tmp_path  # noqa: F811
+):
+    async def body():
+        async with Simulator(symbols=SYMBOLS, rate=200) as sim:
+            feed, publisher, tap = publisher_feed(sim.url, redis_server.url)
+            async with publisher, feed:
+                await feed.wait_synced(5)
+                await asyncio.sleep(0.5)  # checkpoints exist: the consumers join late
+                outs = [tmp_path / f"consumer{i}.json" for i in range(3)]
+                procs = [
+                    subprocess.Popen(
+                        [sys.executable, str(HERE / "fanout_consumer.py"), redis_server.url,
+                         str(out), *SYMBOLS],
+                        stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+                    )  # fmt: skip
+                    for out in outs
+                ]
+                for proc in procs:
+                    line = await asyncio.to_thread(proc.stdout.readline)
+                    assert line.strip() == b"ready"
+                await asyncio.sleep(1.5)
+                await asyncio.to_thread(redis_server.restart, 0.5)  # every stream is lost
+                await asyncio.sleep(3.0)
+                for proc in procs:
+                    proc.send_signal(signal.SIGTERM)
+                for proc in procs:
+                    assert await asyncio.to_thread(proc.wait, 10) == 0
+            assert publisher.stats.reconnects >= 1 and publisher.stats.unpublished > 0
+            return tap.digests, [orjson.loads(out.read_bytes()) for out in outs]
+
+    publishers, consumers = run(body(), timeout=40)
+    for seen in consumers:
+        assert_same_books(seen["digests"], publishers, at_least=500)
+        stats = seen["stats"]
+        assert stats["holes"] >= 2  # one per stream: the restart lost entries
+        assert stats["checkpoints_adopted"] >= 4  # the late join, then after the restart
+        assert stats["digests_checked"] > 0 and stats["digest_mismatches"] == 0
+        assert ["update:BTC-PERP_0", "out_of_sync", "stream_hole"] in seen["statuses"]
+        assert seen["final"] == {"BTC-USD": "synced", "BTC-PERP": "synced"}
+        for topic in ("update:BTC-USD_0", "update:BTC-PERP_0"):  # books again after it
+            mine = [s[1:] for s in seen["statuses"] if s[0] == topic]
+            last_hole = max(i for i, s in enumerate(mine) if s[1] == "stream_hole")
+            assert ["synced", "snapshot"] in mine[last_hole:]
+
+
+def test_the_publisher_never_waits_for_redis_and_consumers_recover_when_it_is_back(
+    redis_server,  # noqa: F811
+):
+    async def body():
+        redis_server.kill()  # Redis is down from the start
+        async with Simulator(symbols=SYMBOLS, rate=200) as sim:
+            feed, publisher, tap = publisher_feed(sim.url, redis_server.url)
+            async with publisher, feed:
+                await feed.wait_synced(5)
+                frames = feed.stats().frames
+                await asyncio.sleep(1.0)
+                assert feed.stats().frames > frames + 200  # the BTSE reader went on
+                assert not publisher.stats.connected and publisher.stats.unpublished > 100
+                assert "ConnectionError" in publisher.stats.last_error
+                await asyncio.to_thread(redis_server.start)
+                seen = Seen()
+                async with RedisFeed(SYMBOLS, redis_server.url, on_book=seen.on_book) as consumer:
+                    await consumer.wait_synced(8)
+                    await asyncio.sleep(0.5)
+                assert publisher.stats.connected and publisher.stats.published > 0
+            return tap.digests, seen
+
+    publishers, seen = run(body(), timeout=30)
+    assert_same_books(seen.digests, publishers, at_least=50)
+
+
+def test_a_slow_consumer_past_maxlen_says_out_of_sync_and_never_shows_a_wrong_book(
+    redis_server,  # noqa: F811
+):
+    async def body():
+        async with Simulator(symbols=SYMBOLS, rate=300) as sim:
+            tap = DigestTap()
+            feed = Feed(SYMBOLS, url=sim.url, book_updates=True, tap=tap, **FAST)
+            publisher = RedisPublisher(feed, redis_server.url, maxlen=100, checkpoint_interval=0.3)
+            seen = Seen()
+            seen.slow = 0.01  # 100 books/s against 600 frames/s
+            async with publisher, feed:
+                await feed.wait_synced(5)
+                async with RedisFeed(SYMBOLS, redis_server.url, on_book=seen.on_book,
+                                     on_status=seen.on_status, count=50) as consumer:  # fmt: skip
+                    await asyncio.sleep(3.0)
+                    holes = consumer.stats().holes
+                    seen.slow = 0.0  # it keeps up again
+                    await asyncio.sleep(1.5)
+                    await consumer.wait_synced(5)
+                    stats = consumer.stats()
+            return tap.digests, seen, holes, stats
+
+    publishers, seen, holes, stats = run(body(), timeout=30)
+    assert holes >= 1, "the consumer fell behind MAXLEN: its entries were trimmed"
+    assert any(s.reason is Reason.STREAM_HOLE for s in seen.statuses)
+    assert_same_books(seen.digests, publishers, at_least=100)
+    assert stats.digest_mismatches == 0
+
+
+def test_a_trimmed_stream_a_bad_entry_and_a_publisher_restart_are_holes_then_books_again(
+    redis_server,  # noqa: F811
+):
+    async def body():
+        import redis.asyncio as aioredis
+
+        keys = Keys()
+        client = aioredis.from_url(redis_server.url)
+        seen = Seen()
+        async with Simulator(symbols=SYMBOLS, rate=200) as sim:
+            consumer = RedisFeed(SYMBOLS, redis_server.url, on_book=seen.on_book,
+                                 on_status=seen.on_status)  # fmt: skip
+            async with consumer:  # before any publisher: it starts with the first run
+                feed, publisher, tap = publisher_feed(sim.url, redis_server.url)
+                async with publisher, feed:
+                    await consumer.wait_synced(5)
+                    assert consumer.stats().checkpoints_adopted == 0  # from n == 1
+                    # trimmed while the consumer was away
+                    await consumer.close()
+                    await asyncio.sleep(0.3)
+                    await client.xtrim(keys.raw("update:BTC-PERP_0"), maxlen=3, approximate=False)
+                    await consumer.start()
+                    await asyncio.sleep(1.0)
+                    await consumer.wait_synced(5)
+                    assert consumer.stats().streams["update:BTC-PERP_0"].holes == 1
+                    # something that is not a publisher's entry
+                    await client.xadd(keys.raw("update:BTC-USD_0"), {b"k": b"f", b"junk": b"1"})
+                    await asyncio.sleep(1.0)
+                    await consumer.wait_synced(5)
+                    assert consumer.stats().bad_entries == 1
+                stopped = [s for s in seen.statuses if s.reason is Reason.PUBLISHER_STOPPED]
+                assert {s.topic for s in stopped} == {"update:BTC-USD_0", "update:BTC-PERP_0"}
+                assert consumer.book("BTC-PERP") is None
+                # a new publisher run
+                feed2, publisher2, tap2 = publisher_feed(sim.url, redis_server.url)
+                async with publisher2, feed2:
+                    await consumer.wait_synced(5)
+                    await asyncio.sleep(0.5)
+                    assert consumer.status("BTC-PERP") is SyncStatus.SYNCED
+        await client.aclose()
+        return {**tap.digests, **tap2.digests}, seen
+
+    publishers, seen = run(body(), timeout=30)
+    assert_same_books(seen.digests, publishers, at_least=200)
+    holes = [s for s in seen.statuses if s.reason is Reason.STREAM_HOLE]
+    assert any("are missing" in s.detail for s in holes)
+    assert any("unreadable entry" in s.detail for s in holes)
+
+
+def test_tops_trades_and_statuses_are_published_for_light_consumers(redis_server):  # noqa: F811
+    async def body():
+        import redis.asyncio as aioredis
+
+        keys = Keys()
+        client = aioredis.from_url(redis_server.url)
+        async with Simulator(symbols=SYMBOLS, rate=200, trade_tape=True) as sim:
+            tap = DigestTap()
+            feed = Feed(SYMBOLS, url=sim.url, trades=True, tap=tap, **FAST)
+            received: list[Trade] = []
+            async with RedisPublisher(feed, redis_server.url), feed:
+                await feed.wait_synced(5)
+                async with RedisFeed(SYMBOLS, redis_server.url, on_trade=received.append):
+                    await asyncio.sleep(2.0)
+                book = feed.book("BTC-PERP")
+                seq = feed.last_seq("BTC-PERP")
+            await asyncio.sleep(0.2)
+            _, fields = (await client.xrevrange(keys.top("update:BTC-PERP_0"), count=1))[0]
+            statuses = await client.xrange(keys.status())
+        await client.aclose()
+        return tap, received, decode_top(fields), book, seq, statuses
+
+    tap, received, top, book, seq, statuses = run(body(), timeout=20)
+    assert top.seq == seq and (top.bid_price, top.bid_size) == book.best_bid
+    assert (top.ask_price, top.ask_size) == book.best_ask
+    assert len(received) > 5
+    assert all(tap.trades[t.trade_id] == t for t in received)  # the publisher's, once each
+    assert len({t.trade_id for t in received}) == len(received)
+    assert {(f[b"topic"], f[b"status"]) for _, f in statuses} >= {
+        (b"update:BTC-PERP_0", b"synced"), (b"update:BTC-USD_0", b"synced")}  # fmt: skip
+
+
+def _cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recorder", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_publish_cli_publishes_and_says_when_it_could_not(redis_server):  # noqa: F811
+    done = _cli("publish", "BTC-USD", "BTC-PERP", "--sim", "--redis", redis_server.url,
+                "--duration", "2s", "--checkpoint-every", "0.5s")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2/2 books synced; redis up" in done.stdout
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    assert client.xlen("btse:raw:update:BTC-PERP_0") > 100
+    assert client.get("btse:checkpoint:update:BTC-USD_0") is not None
+    assert client.xlen("btse:trades:BTC-PERP") > 0
+    redis_server.kill()
+    done = _cli("publish", "BTC-USD", "--sim", "--redis", redis_server.url, "--duration", "1s")
+    assert done.returncode == 4 and "nothing published (is Redis up" in done.stderr
+    assert "unreachable" in done.stderr
+    done = _cli("publish", "BTC-USD", "--sim", "--redis", "http://127.0.0.1:1")
+    assert done.returncode == 2 and "redis:// URL" in done.stderr
