@@ -255,9 +255,11 @@ def test_property_whatever_is_lost_a_follower_never_hands_out_a_book_the_publish
     numbers = [e.n for e in delivered]
     breaks = [i for i in range(1, len(numbers)) if numbers[i] != numbers[i - 1] + 1]
     assert follower.stats.holes <= len(breaks) + 1
-    # liveness: a join point after the last break puts the follower where the publisher is
+    # liveness: a join point after the last break, and every entry after it up to the
+    # publisher's last, put the follower where the publisher is
     tail = delivered[breaks[-1] if breaks else 0 :]
-    if tail and (tail[0].n == 1 or any(e.kind == CHECKPOINT for e in tail)):
+    whole_tail = bool(tail) and tail[-1] == entries[-1]
+    if whole_tail and (tail[0].n == 1 or any(e.kind == CHECKPOINT for e in tail)):
         assert follower.status is final[0]
         assert (book and book.digest()) == final[1]
 
@@ -268,3 +270,25 @@ def test_calls_for_other_streams_are_not_applied():
     assert follower.status is None
     follower.apply(Entry(CALL, 2, b"e", 2, orjson.dumps({"call": "subscribe", "topics": [TOPIC]})))
     assert follower.status is SyncStatus.WAITING
+
+
+def test_a_batch_entry_carries_consecutive_records_and_a_damaged_one_is_refused():
+    from bookengine.fanout.entries import decode_records, encode_batch
+
+    entries, digests = publish(["d"] * 20)
+    records = [e for e in entries if e.kind != CHECKPOINT]
+    fields = encode_batch(records[3:9])
+    decoded = decode_records(fields)
+    assert decoded == records[3:9]  # numbers run on from the entry's first
+    assert decode_records(encode_entry(records[0])) == [records[0]]
+    follower, _ = follow(records[:3] + decoded + records[9:])
+    assert follower.book().digest() == digests[max(digests)]
+    for broken in (
+        {**fields, b"r": fields[b"r"][:-3]},  # truncated payload
+        {**fields, b"r": fields[b"r"][:5]},  # truncated header
+        {**fields, b"r": b"Z" + fields[b"r"][1:]},  # unknown kind
+        {**fields, b"r": b""},
+        {b"r": fields[b"r"], b"n": b"1"},
+    ):
+        with pytest.raises(FrameError):
+            decode_records(broken)

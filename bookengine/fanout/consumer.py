@@ -29,7 +29,7 @@ from typing import Any
 from bookengine.book import OrderBook
 from bookengine.errors import ArgumentError, FrameError
 from bookengine.events import BookUpdate, Event, StatusChanged, SyncStatus, TopOfBook, Trade
-from bookengine.fanout.entries import Keys, decode_entry, decode_trade
+from bookengine.fanout.entries import Keys, decode_records, decode_trade
 from bookengine.fanout.follower import FollowerStats, StreamFollower
 from bookengine.fanout.publisher import import_redis, redacted
 from bookengine.feed import Connected, Reconnecting
@@ -298,14 +298,17 @@ class RedisFeed:
                 await self._deliver([trade])
                 continue
             try:
-                entry = decode_entry(fields)
+                records = decode_records(fields)
             except FrameError as exc:
                 log.warning("redisfeed: %s: %s", key, exc)
                 events = follower.bad_entry(time.time_ns(), str(exc))
-            else:
-                events = follower.apply(entry)
-            if events:
-                await self._deliver(events)
+                if events:
+                    await self._deliver(events)
+                continue
+            for record in records:
+                events = follower.apply(record)
+                if events:
+                    await self._deliver(events)
 
     async def _deliver(self, events: Iterable[ConsumerEvent]) -> None:
         callbacks = self._callbacks

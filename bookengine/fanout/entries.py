@@ -12,14 +12,19 @@ Keys, for a `prefix` (default `btse`):
 - `{prefix}:trades:{symbol}`: public trades, once each (`TradeSync`'s output).
 - `{prefix}:status`: every stream's status changes.
 
-Every raw entry carries the publisher's `epoch` (one per publisher run) and `n`, its place
-in the stream (1, 2, 3, ...: counted when the publisher *queued* it). A consumer that sees
-a new epoch or a skipped `n` knows entries are missing (trimmed by MAXLEN, lost while
-Redis was down, dropped by a full queue) and never applies a frame across the hole.
+A raw stream holds *records* (a frame, a call, a checkpoint, a stop), each numbered `n`
+(1, 2, 3, ...: counted when the publisher *queued* it) within the publisher's `epoch` (one
+per publisher run). Records written in one go share one Redis entry (a batch: `e`, the
+first `n`, and the records packed in `r`), because a Redis command costs far more than a
+frame; a checkpoint is an entry of its own (its id is what late joiners look up). A
+consumer that sees a new epoch or a skipped `n` knows records are missing (trimmed by
+MAXLEN, lost while Redis was down, dropped by a full queue) and never applies a frame
+across the hole.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 import orjson
@@ -32,6 +37,7 @@ CALL = b"c"  # a call into BookSync: {"call": name, "topics": [...]}
 CHECKPOINT = b"p"  # the synced book as a snapshot frame; `seq` and `digest` beside it
 STOP = b"x"  # the publisher stopped (cleanly); payload is why
 KINDS = (FRAME, CALL, CHECKPOINT, STOP)
+_RECORD = struct.Struct("<cqI")  # kind, ns, payload length; then the payload
 
 
 class Keys:
@@ -110,6 +116,48 @@ def decode_entry(fields: dict[bytes, bytes]) -> Entry:
         raise FrameError(f"entry without field {exc.args[0]!r}") from None
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise FrameError(f"malformed entry: {exc}") from None
+
+
+def encode_batch(records: list[Entry]) -> dict[bytes, bytes]:
+    """Consecutive records of one stream (frames, calls, stops; one epoch) as one entry."""
+    pack = _RECORD.pack
+    blob = b"".join(
+        pack(r.kind, r.ns, len(r.payload)) + r.payload for r in records
+    )
+    return {b"e": records[0].epoch, b"n": b"%d" % records[0].n, b"r": blob}
+
+
+def decode_records(fields: dict[bytes, bytes]) -> list[Entry]:
+    """The records of one entry (a batch, or a single record such as a checkpoint);
+    `FrameError` if it is not a publisher's."""
+    blob = fields.get(b"r")
+    if blob is None:
+        return [decode_entry(fields)]
+    try:
+        epoch = fields[b"e"]
+        n = int(fields[b"n"])
+    except KeyError as exc:
+        raise FrameError(f"entry without field {exc.args[0]!r}") from None
+    except ValueError as exc:
+        raise FrameError(f"malformed entry: {exc}") from None
+    if n < 1:
+        raise FrameError(f"entry number {n} < 1")
+    records: list[Entry] = []
+    unpack, size, offset, end = _RECORD.unpack_from, _RECORD.size, 0, len(blob)
+    try:
+        while offset < end:
+            kind, ns, length = unpack(blob, offset)
+            offset += size
+            if kind not in KINDS or offset + length > end:
+                raise FrameError(f"malformed record {len(records) + 1} in a batch")
+            records.append(Entry(kind, ns, epoch, n, blob[offset : offset + length]))
+            offset += length
+            n += 1
+    except struct.error:
+        raise FrameError(f"truncated record {len(records) + 1} in a batch") from None
+    if not records:
+        raise FrameError("an empty batch")
+    return records
 
 
 def encode_call(call: str, topics: list[str]) -> bytes:

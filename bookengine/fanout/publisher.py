@@ -37,6 +37,7 @@ from bookengine.fanout.entries import (
     STOP,
     Entry,
     Keys,
+    encode_batch,
     encode_call,
     encode_entry,
     encode_status,
@@ -91,8 +92,9 @@ class RedisPublisher:
     """Publishes `feed`'s book streams (raw frames and calls, checkpoints), conflated top
     of book, trades and status changes into Redis Streams under `prefix`.
 
-    `maxlen`: entries kept per raw stream (approximate, `MAXLEN ~`); a consumer that falls
-    further behind than this sees a hole. `checkpoint_interval`: seconds between
+    `maxlen`: entries kept per raw stream (approximate, `MAXLEN ~`; an entry holds the
+    records of one write, up to `batch`); a consumer that falls further behind than this
+    sees a hole. `checkpoint_interval`: seconds between
     checkpoints, the points where a late or lagging consumer (re)joins.
     """
 
@@ -398,28 +400,32 @@ class RedisPublisher:
         self._others.clear()
 
     async def _write_some(self) -> None:
-        """One pipeline of up to `batch` raw entries, plus the conflated tops, trades and
-        status changes. A checkpoint is written on its own, to learn its entry id."""
+        """One pipeline: up to `batch` records, one entry per stream, plus the conflated
+        tops, trades and status changes. A checkpoint is an entry of its own, written
+        alone to learn its id (after what was queued before it)."""
         redis, keys, queue = self._redis, self.keys, self._queue
         pipe = redis.pipeline(transaction=False)
-        count = 0
-        while queue and count < self.batch:
+        groups: dict[str, list[Entry]] = {}
+        taken = 0
+        while queue and taken < self.batch:
             key, entry = queue.popleft()
             self._inflight += 1
-            if entry.kind == CHECKPOINT:
-                if count:
-                    await pipe.execute()
-                    self._published(count)
-                    count = 0
-                entry_id = await redis.xadd(
-                    keys.raw(key), encode_entry(entry), maxlen=self.maxlen, approximate=True
-                )
-                await redis.set(keys.checkpoint(key), entry_id)
-                self._published(1)
-                self.stats.checkpoints += 1
+            taken += 1
+            if entry.kind != CHECKPOINT:
+                groups.setdefault(key, []).append(entry)
                 continue
-            pipe.xadd(keys.raw(key), encode_entry(entry), maxlen=self.maxlen, approximate=True)
-            count += 1
+            if groups:
+                count = self._add_groups(pipe, groups)
+                await pipe.execute()
+                self._published(count)
+                groups = {}
+            entry_id = await redis.xadd(
+                keys.raw(key), encode_entry(entry), maxlen=self.maxlen, approximate=True
+            )
+            await redis.set(keys.checkpoint(key), entry_id)
+            self._published(1)
+            self.stats.checkpoints += 1
+        count = self._add_groups(pipe, groups)
         tops, self._tops = self._tops, {}
         for key, top in tops.items():
             pipe.xadd(keys.top(key), encode_top(top), maxlen=self.top_maxlen, approximate=True)
@@ -437,6 +443,15 @@ class RedisPublisher:
         self.stats.tops += len(tops)
         self.stats.trades += trades
         self.stats.statuses += statuses
+
+    def _add_groups(self, pipe: Any, groups: dict[str, list[Entry]]) -> int:
+        """One entry per stream for its records; how many records."""
+        count = 0
+        for key, records in groups.items():
+            fields = encode_batch(records)
+            pipe.xadd(self.keys.raw(key), fields, maxlen=self.maxlen, approximate=True)
+            count += len(records)
+        return count
 
     def _published(self, count: int) -> None:
         self.stats.published += count
