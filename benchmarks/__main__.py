@@ -229,6 +229,43 @@ def live_rows(quick: bool) -> list[Row]:
     ]
 
 
+def fanout_rows(frames: int, repeat: int, quick: bool) -> list[Row]:
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return [("fan-out", "-", "needs the [fanout] extra")]
+    from benchmarks import bench_fanout
+
+    try:
+        r = bench_fanout.measure(frames, repeat, seconds=2.0 if quick else 5.0)
+    except FileNotFoundError as exc:
+        return [("fan-out", "-", str(exc))]
+    tap, mx, paced = r["tap"], r["max"], r["paced"]
+    per_frame_us = 1e6 / tap["tap"] + 1e6 / r["writer"]
+    return [
+        (
+            "fan-out publisher tap / BookSync.feed",
+            f"{tap['tap'] / tap['booksync']:.2f}x",
+            f"{1e6 / tap['tap']:.1f} us/frame on the BTSE reader (route, number, queue)",
+        ),
+        (
+            "fan-out publisher cost per frame",
+            f"{per_frame_us:.1f} us",
+            f"tap + writer ({r['writer']:,.0f} records/s into Redis, batched)",
+        ),
+        (
+            "fan-out max frames/s to 4 consumer procs",
+            f"{mx['frames_per_s']:,.0f} frames/s",
+            f"publisher -> redis-server -> 4 RedisFeed processes, holes {mx['holes']}",
+        ),
+        (
+            "fan-out arrival->consumer callback, 5k/s",
+            f"p50 {paced['p50_us']:,.0f} us",
+            f"p99 {paced['p99_us']:,.0f} us; 4 consumer processes, all on this 2-core machine",
+        ),
+    ]
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "engine": lambda a: engine_rows(a.frames, a.repeat),
     "depth": lambda a: depth_rows(),
@@ -237,6 +274,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "parallel": lambda a: parallel_rows(a.frames),
     "recorder": lambda a: recorder_rows(a.frames, a.quick),
     "live": lambda a: live_rows(a.quick),
+    "fanout": lambda a: fanout_rows(a.frames, min(a.repeat, 3), a.quick),
 }
 
 

@@ -51,6 +51,29 @@ def tap_cost(frames: tuple[bytes, ...], repeat: int) -> dict[str, float]:
     )
 
 
+def writer_rate(redis_url: str, frames: tuple[bytes, ...]) -> float:
+    """Records/s the publisher's writer puts into Redis, from a full queue (batches of
+    `batch` records: its ceiling)."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushall()
+
+    async def run() -> float:
+        publisher = _publisher(redis_url)
+        publisher.on_call(0, time.time_ns(), "subscribe", [TOPIC])
+        for raw in frames:
+            publisher.on_frame(0, time.time_ns(), raw)
+        started = time.perf_counter()
+        await publisher.start()
+        while publisher._queue:
+            await asyncio.sleep(0.0005)
+        elapsed = time.perf_counter() - started
+        await publisher.close()
+        return (len(frames) + 1) / elapsed
+
+    return asyncio.run(run())
+
+
 def _consume(redis_url: str, expected: int, ready, results) -> None:  # noqa: ANN001
     """A consumer process: follow BTC-PERP until `expected` frames were applied; report
     the arrival -> callback latency of every book it handed out."""
@@ -82,16 +105,16 @@ async def _drive(publisher, frames: tuple[bytes, ...], rate: float | None) -> in
     first = time.time_ns()
     publisher.on_call(0, first, "subscribe", [TOPIC])
     started = time.monotonic()
-    for i, raw in enumerate(frames):
-        if rate is not None:
-            due = started + i / rate
-            while time.monotonic() < due:
-                await asyncio.sleep(0)  # the writer runs meanwhile; sleep() is ~1 ms coarse
-        elif i % 200 == 0:
-            while len(publisher._queue) > 20_000:
-                await asyncio.sleep(0.001)  # as fast as Redis takes it, never more
-            await asyncio.sleep(0)
-        publisher.on_frame(0, time.time_ns(), raw)
+    sent, total = 0, len(frames)
+    while sent < total:
+        if rate is None:  # as fast as Redis takes it, never further ahead than 20k
+            due = sent + 200 if len(publisher._queue) < 20_000 else sent
+        else:  # every frame due by now, then a short sleep (the writer runs meanwhile)
+            due = int((time.monotonic() - started) * rate) + 1
+        for raw in frames[sent : min(due, total)]:
+            publisher.on_frame(0, time.time_ns(), raw)
+        sent = max(sent, min(due, total))
+        await asyncio.sleep(0 if rate is None else 0.0005)
     while publisher._queue:
         await asyncio.sleep(0.001)
     await publisher.close()
@@ -100,6 +123,9 @@ async def _drive(publisher, frames: tuple[bytes, ...], rate: float | None) -> in
 
 def end_to_end(redis_url: str, frames: tuple[bytes, ...], rate: float | None,
                consumers: int = 4) -> dict[str, float]:  # fmt: skip
+    import redis
+
+    redis.Redis.from_url(redis_url).flushall()  # consumers start from an empty stream
     ctx = multiprocessing.get_context("spawn")
     ready, results = ctx.Queue(), ctx.Queue()
     procs = [
@@ -137,6 +163,7 @@ def measure(frames: int = 20_000, repeat: int = 3, seconds: float = 5.0) -> dict
         server = RedisServer(Path(d))
         server.start()
         try:
+            out["writer"] = writer_rate(server.url, data)
             out["max"] = end_to_end(server.url, data, None)
             paced = data[: int(5000 * seconds)]
             out["paced"] = end_to_end(server.url, paced, 5000.0)
@@ -150,5 +177,6 @@ if __name__ == "__main__":
     tap = r["tap"]
     print(f"tap {tap['tap']:,.0f} frames/s = {tap['tap'] / tap['booksync']:.2f}x "
           f"BookSync.feed; {1e6 / tap['tap']:.2f} us/frame")  # fmt: skip
+    print(f"writer {r['writer']:,.0f} records/s")
     for name in ("max", "paced"):
         print(name, r[name])

@@ -289,3 +289,25 @@ def test_publish_cli_publishes_and_says_when_it_could_not(redis_server):  # noqa
     assert "unreachable" in done.stderr
     done = _cli("publish", "BTC-USD", "--sim", "--redis", "http://127.0.0.1:1")
     assert done.returncode == 2 and "redis:// URL" in done.stderr
+
+
+def test_watch_follows_a_publisher_through_redis(redis_server):  # noqa: F811
+    publisher = subprocess.Popen(
+        [sys.executable, "-m", "recorder", "-q", "publish", "BTC-USD", "BTC-PERP", "--sim",
+         "--redis", redis_server.url, "--duration", "8s", "--checkpoint-every", "0.5s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        done = _cli("watch", "BTC-USD", "BTC-PERP", "--redis", redis_server.url, "--duration",
+                    "3s", "--status-every", "1s", "--trades")  # fmt: skip
+    finally:
+        out, err = publisher.communicate(timeout=30)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()]
+    synced = {r[1] for r in rows if len(r) > 2 and r[-1] == "synced"}
+    assert synced == {"BTC-USD", "BTC-PERP"}
+    assert not any(line.split()[1:2] == ["!"] for line in done.stdout.splitlines()), done.stdout
+    assert "last trade:" in done.stdout
+    assert publisher.returncode == 0, err
+    refused = _cli("watch", "BTC-USD", "--redis", redis_server.url, "--sim")
+    assert refused.returncode == 2 and "no --url or --sim" in refused.stderr

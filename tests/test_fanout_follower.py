@@ -292,3 +292,19 @@ def test_a_batch_entry_carries_consecutive_records_and_a_damaged_one_is_refused(
     ):
         with pytest.raises(FrameError):
             decode_records(broken)
+
+
+def test_an_l1_stream_joins_at_any_quote_and_after_a_hole_at_the_next():
+    from bookengine.events import L1Quote
+
+    model = MarketModel("BTC-PERP", seed=3)
+    topic = "snapshotL1:BTC-PERP"
+    records = []
+    for i in range(1, 11):
+        model.next_delta_frame()
+        records.append(Entry(FRAME, i, b"e", i + 1, model.l1_frame()))
+    follower = StreamFollower(topic)
+    quotes = [e for r in records[2:5] + records[7:] for e in follower.apply(r)]
+    assert follower.stats.holes == 1 and follower.status is SyncStatus.SYNCED
+    assert [q.arrival_ns for q in quotes if type(q) is L1Quote] == [3, 4, 5, 8, 9, 10]
+    assert any(type(q) is StatusChanged and q.reason is Reason.STREAM_HOLE for q in quotes)

@@ -28,7 +28,17 @@ from typing import Any
 
 from bookengine.book import OrderBook
 from bookengine.errors import ArgumentError, FrameError
-from bookengine.events import BookUpdate, Event, StatusChanged, SyncStatus, TopOfBook, Trade
+from bookengine.events import (
+    BadFrame,
+    BookUpdate,
+    Event,
+    ExchangeErrors,
+    L1Quote,
+    StatusChanged,
+    SyncStatus,
+    TopOfBook,
+    Trade,
+)
 from bookengine.fanout.entries import Keys, decode_records, decode_trade
 from bookengine.fanout.follower import FollowerStats, StreamFollower
 from bookengine.fanout.publisher import import_redis, redacted
@@ -79,6 +89,7 @@ class RedisFeed:
         on_book: Callback | None = None,
         on_status: Callback | None = None,
         on_trade: Callback | None = None,
+        on_l1: Callback | None = None,
         on_error: Callback | None = None,
         trades: bool = False,
         book_updates: bool = False,
@@ -126,8 +137,11 @@ class RedisFeed:
             Connected: on_status,
             Reconnecting: on_status,
             Trade: on_trade,
+            L1Quote: on_l1,
+            BadFrame: on_error,
+            ExchangeErrors: on_error,
         }
-        self._on_error = on_error
+        self._last_trades: dict[str, Trade] = {}
         self._stats = RedisFeedStats()
         self._latency: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         self._iterators: list[asyncio.Queue[ConsumerEvent | None]] = []
@@ -216,6 +230,13 @@ class RedisFeed:
         follower = self._follower(symbol, grouping)
         return None if follower is None else follower.last_seq()
 
+    def last_trade(self, symbol: str) -> Trade | None:
+        """The newest trade of `symbol` (any spelling) read so far, with `trades=True`."""
+        try:
+            return self._last_trades.get(parse_item(symbol).symbol)
+        except ValueError:
+            return None
+
     def stats(self) -> RedisFeedStats:
         """Counters summed over the streams (and each stream's), latency percentiles."""
         stats = self._stats
@@ -295,6 +316,7 @@ class RedisFeed:
                     log.warning("redisfeed: %s: %s", key, exc)
                     continue
                 self._stats.trades += 1
+                self._last_trades[trade.symbol] = trade
                 await self._deliver([trade])
                 continue
             try:
@@ -314,7 +336,7 @@ class RedisFeed:
         callbacks = self._callbacks
         for event in events:
             kind = type(event)
-            callback = callbacks.get(kind, self._on_error)
+            callback = callbacks.get(kind)
             if kind is TopOfBook:
                 self._latency.append((time.time_ns() - event.arrival_ns) / 1000)  # type: ignore[union-attr]
             if callback is not None:

@@ -5,7 +5,8 @@ so its book equals the publisher's at every seq. What it adds is the fan-out's o
 
 - **Join**: a follower starts at the first entry of a publisher run (`n == 1`, the
   subscribe) or at a checkpoint (the publisher's book as a snapshot frame); entries
-  before either are skipped, never applied to a book it does not have.
+  before either are skipped, never applied to a book it does not have. An L1 stream
+  (`snapshotL1:`) joins at any quote: each one is whole.
 - **Holes**: a skipped `n` or a new epoch means entries are missing. The book is
   dropped (`out_of_sync`, reason `stream_hole`) and the follower joins again; nothing is
   applied across the hole.
@@ -49,6 +50,7 @@ class StreamFollower:
         self.key = parsed.key
         self.symbol = parsed.symbol
         self.grouping = parsed.grouping
+        self.is_l1 = parsed.kind == "snapshotL1"
         self.book_updates = book_updates
         self.stats = FollowerStats()
         self.epoch: bytes | None = None
@@ -85,6 +87,9 @@ class StreamFollower:
             elif entry.kind == CHECKPOINT:
                 self._join()
                 return self._adopt(entry, events)
+            elif self.is_l1 and entry.kind == FRAME:
+                self._join()
+                self.sync.subscribe([self.topic], entry.ns)  # silent: the quote says it
             else:
                 self.stats.skipped += 1
                 return events

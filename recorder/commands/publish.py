@@ -111,7 +111,7 @@ async def _publish(args: argparse.Namespace, topics: list[str]) -> int:
                 pass
         rejected = bool(books) and all(str(feed.status(t, None)) == "unsubscribed" for t in books)
         stats = publisher.stats
-        print(f"published {stats.published} entries of {feed.stats().frames} frames in "
+        print(f"published {stats.published} records of {feed.stats().frames} frames in "
               f"{time.monotonic() - started:.1f}s: {status_line(feed, publisher)}")  # fmt: skip
     if rejected:
         raise CommandFailed(Exit.REJECTED, f"the exchange rejected every topic: {', '.join(books)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 
@@ -49,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="also show each symbol's last trade (default: books only)",
     )
+    parser.add_argument(
+        "--redis", default=None, metavar="URL",
+        help="follow the books a `publish` fans out (redis://HOST:6379/0) instead of BTSE",
+    )  # fmt: skip
+    parser.add_argument("--prefix", default="btse", help="with --redis: the key prefix")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,8 +69,53 @@ def run(args: argparse.Namespace) -> int:
         raise usage("no symbols: e.g. watch BTC-USD BTC-PERP")
     if not 0 <= args.ladder <= 50:
         raise usage("--ladder must be 0-50")
-    check_source(args, topics)
+    if args.redis is not None:
+        from recorder.commands.publish import check_redis_url
+
+        if args.sim or args.url is not None:
+            raise usage("--redis is the source: no --url or --sim with it")
+        check_redis_url(args.redis)
+    else:
+        check_source(args, topics)
     return run_loop(lambda: _watch(args, topics))
+
+
+@contextlib.asynccontextmanager
+async def _open(args: argparse.Namespace, topics: list[str], url: str, on_error):  # noqa: ANN001, ANN202
+    """The books to show: a Feed on BTSE (or the simulator), or a publisher's via Redis."""
+    if args.redis is None:
+        from bookengine.feed import Feed
+
+        async with Feed(topics, url=url, on_error=on_error, trades=args.trades) as feed:
+            yield feed
+        return
+    from bookengine.fanout import RedisFeed
+
+    books = [t for t in topics if t.startswith("update:")]
+    async with RedisFeed(books, args.redis, prefix=args.prefix, trades=args.trades,
+                         on_error=on_error) as feed:  # fmt: skip
+        yield _RedisView(feed)
+
+
+def _redacted(url: str) -> str:
+    from bookengine.fanout.publisher import redacted
+
+    return redacted(url)
+
+
+class _RedisView:
+    """A RedisFeed as watch reads a Feed: holes count as gaps, rejoins as resyncs."""
+
+    def __init__(self, feed) -> None:  # noqa: ANN001
+        self.feed = feed
+        self.book, self.status, self.last_trade = feed.book, feed.status, feed.last_trade
+
+    def stats(self):  # noqa: ANN201
+        s = self.feed.stats()
+        return argparse.Namespace(
+            frames=sum(f.frames for f in s.streams.values()), gaps=s.holes, resyncs=s.joins,
+            reconnects=s.reconnects, bad_frames=s.bad_entries, error_frames=0,
+        )  # fmt: skip
 
 
 def describe_error(event: object) -> str:
@@ -100,38 +151,39 @@ async def _watch(args: argparse.Namespace, topics: list[str]) -> int:
     def all_rejected(feed: Feed) -> bool:
         return bool(books) and all(str(feed.status(t, None)) == "unsubscribed" for t in books)
 
-    async with source_url(args, topics) as url:
-        async with Feed(topics, url=url, on_error=on_error, trades=args.trades) as feed:
-            started = now = time.monotonic()
-            interrupted = False  # Ctrl-C or SIGTERM: the usual way out, a success
-            every = args.refresh if tty else args.status_every
-            last_shown = started
-            if not tty:
-                print(f"{'time':<9}{HEADER}".rstrip(), flush=True)  # once: what the columns are
-            try:
-                while args.duration is None or now - started < args.duration:
-                    await asyncio.sleep(0.1)
-                    now = time.monotonic()
-                    if all_rejected(feed):
-                        break  # as record does: nothing will ever come
-                    if now - last_shown >= every:
-                        last_shown = now
-                        _show(feed, topics, url, errors, tty, args.ladder, args.trades)
-            except asyncio.CancelledError:
-                interrupted = True
-            if not tty:  # the last state, for a log or a pipe
-                _show(feed, topics, url, errors, tty, args.ladder, args.trades)
-            stats = feed.stats()
-            print(
-                f"{stats.frames} frames in {time.monotonic() - started:.1f}s; gaps {stats.gaps}, "
-                f"resyncs {stats.resyncs}, reconnects {stats.reconnects}, "
-                f"bad {stats.bad_frames}, errors {stats.error_frames}"
-            )
-            rejected = all_rejected(feed)
+    async with source_url(args, topics) as source, _open(args, topics, source, on_error) as feed:
+        url = source if args.redis is None else _redacted(args.redis)
+        started = now = time.monotonic()
+        interrupted = False  # Ctrl-C or SIGTERM: the usual way out, a success
+        every = args.refresh if tty else args.status_every
+        last_shown = started
+        if not tty:
+            print(f"{'time':<9}{HEADER}".rstrip(), flush=True)  # once: what the columns are
+        try:
+            while args.duration is None or now - started < args.duration:
+                await asyncio.sleep(0.1)
+                now = time.monotonic()
+                if all_rejected(feed):
+                    break  # as record does: nothing will ever come
+                if now - last_shown >= every:
+                    last_shown = now
+                    _show(feed, topics, url, errors, tty, args.ladder, args.trades)
+        except asyncio.CancelledError:
+            interrupted = True
+        if not tty:  # the last state, for a log or a pipe
+            _show(feed, topics, url, errors, tty, args.ladder, args.trades)
+        stats = feed.stats()
+        print(
+            f"{stats.frames} frames in {time.monotonic() - started:.1f}s; gaps {stats.gaps}, "
+            f"resyncs {stats.resyncs}, reconnects {stats.reconnects}, "
+            f"bad {stats.bad_frames}, errors {stats.error_frames}"
+        )
+        rejected = all_rejected(feed)
     if rejected:
         raise CommandFailed(Exit.REJECTED, f"the exchange rejected every topic: {', '.join(books)}")
     if stats.frames == 0 and not interrupted:
-        raise CommandFailed(Exit.NOTHING_RECORDED, "nothing received (is the URL right?)")
+        where = "is a publisher running?" if args.redis else "is the URL right?"
+        raise CommandFailed(Exit.NOTHING_RECORDED, f"nothing received ({where})")
     return Exit.OK
 
 
