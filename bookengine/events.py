@@ -38,6 +38,9 @@ class Reason(StrEnum):
     # fan-out consumers (bookengine.fanout): entries are missing, or the publisher stopped
     STREAM_HOLE = "stream_hole"
     PUBLISHER_STOPPED = "publisher_stopped"
+    # private streams (bookengine.private): the session is (not) authenticated
+    AUTHENTICATED = "authenticated"
+    AUTH_FAILED = "auth_failed"
 
 
 def _topic(symbol: str, grouping: int | None) -> str:
@@ -178,6 +181,54 @@ class TradeGap(NamedTuple):
         return f"trades:{self.symbol}"
 
 
+class OtcQuote(NamedTuple):
+    """A firm two-way OTC quote for `quantity` of `currency` (BTSE's `/ws/otc` quote
+    stream, authenticated). A side not asked for, or not quoted, is None; `status` and
+    `reason` are BTSE's when a quote is refused. BTSE's documented frame carries no
+    exchange time: `exchange_ms` is None unless a frame has a `timestamp`."""
+
+    arrival_ns: int
+    exchange_ms: int | None
+    symbol: str
+    quantity: float
+    currency: str
+    buy_quote_id: str | None
+    sell_quote_id: str | None
+    buy_quantity: float | None
+    buy_unit_price: float | None
+    buy_total: float | None
+    sell_quantity: float | None
+    sell_unit_price: float | None
+    sell_total: float | None
+    status: str | None
+    reason: str | None
+    topic: str = ""  # the stream: otc:BTC-USD:1:BTC
+
+
+class OrderNotification(NamedTuple):
+    """One of your own order events (`notificationApiV4`, authenticated): inserted,
+    filled, partly filled, cancelled... `fill_size`/`fill_price` are this event's fill
+    (0 and None when it is not a fill). Sizes in base coin, as BTSE's base-size fields."""
+
+    arrival_ns: int
+    exchange_ms: int | None
+    symbol: str
+    order_id: str
+    cl_order_id: str | None
+    side: str  # "BUY" | "SELL"
+    status: int  # BTSE's status code (2 inserted, 4 filled, 5 partly filled, 6 cancelled, ...)
+    status_name: str
+    price: float | None  # the order's price (or the transaction price BTSE reports)
+    size: float | None  # the order's original size
+    fill_size: float
+    fill_price: float | None
+    total_filled: float | None
+    remaining: float | None
+    avg_fill_price: float | None
+    maker: bool | None
+    topic: str = ""
+
+
 Event = (
     TopOfBook
     | BookUpdate
@@ -190,4 +241,6 @@ Event = (
     | L1Quote
     | Trade
     | TradeGap
+    | OtcQuote
+    | OrderNotification
 )

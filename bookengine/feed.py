@@ -45,6 +45,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bookengine import naming
+from bookengine.auth import Credentials, is_auth_request, redact_auth
 from bookengine.book import OrderBook
 from bookengine.errors import ArgumentError, BookEngineError, ExchangeError
 from bookengine.events import (
@@ -53,6 +54,8 @@ from bookengine.events import (
     Event,
     ExchangeErrors,
     L1Quote,
+    OrderNotification,
+    OtcQuote,
     StatusChanged,
     Subscribed,
     SyncStatus,
@@ -61,6 +64,7 @@ from bookengine.events import (
     TradeGap,
 )
 from bookengine.instruments import Instruments
+from bookengine.private import NOTIFICATIONS, PrivateSync, is_private, otc_request
 from bookengine.sync import BookSync, RecoveryPolicy, TopicStats, Units
 from bookengine.trades import TradeSync
 from bookengine.wire import (
@@ -81,6 +85,21 @@ MAX_FRAME_BYTES = 16 * 2**20  # BTSE frames are ~1 kB; a frame past this closes 
 MAX_CONNECTIONS = 50  # BTSE allows 50 connections per IP (PROTOCOL.md)
 CLOSED_BY_APP = "closed by the application"  # the close reason recorded when we stop
 _LATENCY_SAMPLES = 4096
+
+
+class _RedactAuth(logging.Filter):
+    """websockets' frame log of a private socket (at -vv), without the auth request: its
+    key and signature never reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        if any("authKeyExpires" in str(a) for a in args) or "authKeyExpires" in str(record.msg):
+            record.msg, record.args = "> TEXT authKeyExpires [redacted]", ()
+        return True
+
+
+_PRIVATE_LOG = logging.getLogger("bookengine.private.websockets")
+_PRIVATE_LOG.addFilter(_RedactAuth())
 
 
 class FeedTap(Protocol):
@@ -134,6 +153,10 @@ ErrorCallback = (
 )
 L1Callback = Callable[[L1Quote], object] | Callable[[L1Quote], Awaitable[object]]
 TradeCallback = Callable[[Trade], object] | Callable[[Trade], Awaitable[object]]
+OtcCallback = Callable[[OtcQuote], object] | Callable[[OtcQuote], Awaitable[object]]
+NotificationCallback = (
+    Callable[[OrderNotification], object] | Callable[[OrderNotification], Awaitable[object]]
+)
 
 _E = TypeVar("_E", bound=FeedEvent)
 
@@ -205,7 +228,13 @@ class Feed:
         on_error: ErrorCallback | None = None,
         on_l1: L1Callback | None = None,
         on_trade: TradeCallback | None = None,
+        on_otc_quote: OtcCallback | None = None,
+        on_notification: NotificationCallback | None = None,
         trades: bool = False,
+        otc_quotes: Iterable[tuple[Any, ...] | str] = (),
+        notifications: bool = False,
+        credentials: Credentials | None = None,
+        auth_attempts: int = 5,
         book_updates: bool = False,
         ping_interval: float = 15.0,
         snapshot_timeout: float = 10.0,
@@ -222,11 +251,25 @@ class Feed:
     ) -> None:
         if isinstance(topics, str):
             topics = [topics]  # one symbol, not its letters
-        parsed = [parse_item(t) for t in topics]
+        private = [otc_request(q).topic for q in otc_quotes]
+        if notifications or on_notification is not None:
+            private.append(NOTIFICATIONS)
+        if private and credentials is None:
+            raise ArgumentError(
+                "OTC quotes and notifications need credentials: "
+                "Feed(..., credentials=Credentials.from_env())"
+            )
+        if auth_attempts < 1:
+            raise ArgumentError("auth_attempts must be >= 1")
+        self.credentials = credentials
+        self.auth_attempts = auth_attempts
+        self._last_nonce = 0
+        parsed = [parse_item(t) for t in topics if not is_private(t)]
         if trades or on_trade is not None:  # the public trades of every symbol listed
             parsed += [Topic("trades", t.symbol, None) for t in parsed]
         # one subscription per stream, whatever spellings name it
         wanted = list(dict.fromkeys(t.wire for t in {t.key: t for t in parsed}.values()))
+        wanted += list(dict.fromkeys(private))
         if not wanted:
             raise ArgumentError("Feed needs at least one symbol or topic")
         if queue_size < 1 or ping_interval <= 0 or snapshot_timeout <= 0 or silence_timeout <= 0:
@@ -240,6 +283,8 @@ class Feed:
         self._on_error = on_error
         self._on_l1 = on_l1
         self._on_trade = on_trade
+        self._on_otc_quote = on_otc_quote
+        self._on_notification = on_notification
         self.book_updates = book_updates or on_book is not None
         self.ping_interval = ping_interval
         self.snapshot_timeout = snapshot_timeout
@@ -277,6 +322,12 @@ class Feed:
         self._starting = False
         self._stopping = False
 
+    def nonce(self, now_ns: int) -> int:
+        """A fresh auth nonce: the time in ms, strictly increasing over every socket of
+        this feed (two sockets authenticating in one millisecond must not share one)."""
+        self._last_nonce = max(now_ns // 1_000_000, self._last_nonce + 1)
+        return self._last_nonce
+
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -308,6 +359,8 @@ class Feed:
         units: dict[str, Units] = {}
         missing = []
         for conn in self._connections:
+            if isinstance(conn.sync, PrivateSync):
+                continue
             for topic in conn.topics:
                 symbol = Topic.parse(topic).symbol
                 instrument = self.instruments.get(symbol)
@@ -375,7 +428,7 @@ class Feed:
             rejected = [t for t, s in every.items() if s is SyncStatus.UNSUBSCRIBED]
             if rejected:
                 raise ExchangeError(None, f"rejected: {', '.join(rejected[:10])}", rejected[0])
-            statuses = {t: s for t, s in every.items() if _stream_of(t) == "oss"}
+            statuses = {t: s for t, s in every.items() if is_private(t) or _stream_of(t) == "oss"}
             missing = [t for t, s in statuses.items() if s is not SyncStatus.SYNCED]
             if not missing:
                 return
@@ -410,7 +463,13 @@ class Feed:
         return None if conn is None else conn.sync.last_seq(symbol, grouping)
 
     def status(self, symbol: str, grouping: int | None = 0) -> SyncStatus | None:
-        """The sync status of a book or L1 stream (any spelling), None if not subscribed."""
+        """The sync status of a book or L1 stream (any spelling), or of a private stream
+        (`otc:BTC-USD:1:BTC`, `notificationApiV4`); None if not subscribed."""
+        if is_private(symbol):
+            for slot in self._connections:
+                if symbol in slot.keys:
+                    return slot.sync.status(symbol)
+            return None
         conn = self._conn_of(symbol, grouping)
         return None if conn is None else conn.sync.status(symbol, grouping)
 
@@ -572,6 +631,12 @@ class Feed:
         elif type(event) is Trade:
             if self._on_trade is not None:
                 await self._call("trade", self._on_trade, event)
+        elif type(event) is OtcQuote:
+            if self._on_otc_quote is not None:
+                await self._call("otc_quote", self._on_otc_quote, event)
+        elif type(event) is OrderNotification:
+            if self._on_notification is not None:
+                await self._call("notification", self._on_notification, event)
         elif type(event) is BadFrame or type(event) is ExchangeErrors or type(event) is TradeGap:
             if self._on_error is not None:
                 await self._call("error", self._on_error, event)
@@ -612,6 +677,10 @@ def _plan(topics: list[str], url: str) -> list[tuple[str, list[str]]]:
     trades on the main socket), <= 100 topics each."""
     by_url: dict[tuple[str, str], list[str]] = {}
     for topic in topics:
+        if is_private(topic):  # OTC quotes on /ws/otc, notifications on /ws/spot
+            path = "/ws/otc" if topic.startswith("otc:") else PATHS[("main", "spot")]
+            by_url.setdefault((_private_endpoint(url, path), "private"), []).append(topic)
+            continue
         parsed = Topic.parse(topic)
         market = naming.market(parsed.symbol)
         endpoint = _endpoint(url, market, parsed.stream)
@@ -629,8 +698,18 @@ def _plan(topics: list[str], url: str) -> list[tuple[str, list[str]]]:
 
 
 # dropped last when the queue is full (trades: never conflated, never dropped silently)
-_KEPT = (StatusChanged, Connected, Reconnecting, Trade, TradeGap)
-_TRADES = (Trade, TradeGap)
+_KEPT = (StatusChanged, Connected, Reconnecting, Trade, TradeGap, OrderNotification)
+_TRADES = (Trade, TradeGap, OrderNotification)
+
+
+def _private_endpoint(url: str, path: str) -> str:
+    """The URL of a private socket: `path` on the host `url` names."""
+    if url in HOSTS:
+        return HOSTS[url] + path
+    if not url.startswith(("ws://", "wss://")):
+        raise ArgumentError(f"url must be 'production', 'testnet' or ws(s)://..., got {url!r}")
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.partition('/')[0]}{path}"
 
 
 def _endpoint(url: str, market: str, stream: str = "oss") -> str:
@@ -661,8 +740,10 @@ class _Connection:
         self.url = url
         self.topics = topics
         # books and L1 on an OSS socket, trades on a main one (the plan never mixes them)
-        self.sync: BookSync | TradeSync
-        if all(Topic.parse(t).kind == "trades" for t in topics):
+        self.sync: BookSync | TradeSync | PrivateSync
+        if all(is_private(t) for t in topics):
+            self.sync = PrivateSync(topics)
+        elif all(Topic.parse(t).kind == "trades" for t in topics):
             self.sync = TradeSync()
         else:
             self.sync = BookSync(
@@ -670,7 +751,8 @@ class _Connection:
                 snapshot_timeout_s=feed.snapshot_timeout,
                 recovery=feed.recovery,
             )
-        self.keys = {Topic.parse(t).key for t in topics}
+        self.keys = {t if is_private(t) else Topic.parse(t).key for t in topics}
+        self.gave_up = False  # a private connection whose key was refused too often
         self.synced_once = False  # a book synced on the current socket
         self._failing_logged: dict[str, int] = {}
         self.ws: ClientConnection | None = None
@@ -692,6 +774,7 @@ class _Connection:
                     max_size=self.feed.max_frame_bytes,
                     open_timeout=10,
                     close_timeout=2,
+                    logger=_PRIVATE_LOG if isinstance(self.sync, PrivateSync) else None,
                 )
             except Exception as exc:  # refused, a redirect we cannot follow, TLS, DNS...
                 reason = f"connect failed: {type(exc).__name__}: {exc}"
@@ -706,6 +789,14 @@ class _Connection:
                     reason = f"error: {exc!r}"
                     await self.close()
             if self.stopping:
+                return
+            sync = self.sync
+            if isinstance(sync, PrivateSync) and sync.auth_failures >= self.feed.auth_attempts:
+                log.error("connection %d to %s: authentication refused %d times (%s); not "
+                          "retried: check the API key and secret", self.id, self.url,
+                          sync.auth_failures, sync.auth_failed)  # fmt: skip
+                self.gave_up = True
+                self.feed._handle(self, sync.give_up(time.time_ns()))
                 return
             # The backoff restarts only after a socket that was of use (a book synced):
             # a server that accepts and then closes at once is retried ever more slowly.
@@ -746,7 +837,13 @@ class _Connection:
         log.debug("connection %d: open to %s, subscribing %d topic(s)", self.id, self.url,
                   len(self.topics))  # fmt: skip
         self._outbox = asyncio.Queue()
-        self._send(encode_subscribe(self.topics))
+        sync = self.sync
+        if isinstance(sync, PrivateSync):
+            assert feed.credentials is not None  # the Feed refuses private streams without
+            for payload in sync.requests(feed.credentials, feed.nonce(now)):
+                self._send(payload)
+        else:
+            self._send(encode_subscribe(self.topics))
         self._call("subscribe", now, self.topics)
         feed._handle(self, self.sync.subscribe(self.topics, now))
         feed._notify(Connected(self.id, self.url, tuple(self.topics)))
@@ -773,6 +870,8 @@ class _Connection:
                 events = sync_feed(arrival, raw)
                 if events:
                     handle(self, events)
+                    if isinstance(sync, PrivateSync) and sync.auth_failed is not None:
+                        await ws.close(1000, "authentication refused")  # then backoff
                 if sync.pending_actions:
                     self.carry_out_actions()
         except ConnectionClosed as exc:
@@ -799,8 +898,9 @@ class _Connection:
         while True:
             payload = await self._outbox.get()
             await ws.send(payload)
-            if tap is not None:
-                tap.on_sent(self.id, time.time_ns(), payload)
+            if tap is not None:  # a recording keeps the auth request without its secrets
+                shown = redact_auth(payload) if is_auth_request(payload) else payload
+                tap.on_sent(self.id, time.time_ns(), shown)
 
     def carry_out_actions(self) -> None:
         """BookSync's resubscribes: one topic each, the others on the socket untouched."""

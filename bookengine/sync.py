@@ -188,10 +188,14 @@ class TopicStats:
     duplicate_trades: int = 0  # seen before (the post-subscribe batch, a reconnect)
     trade_gaps: int = 0  # batches that did not reach back to the last trade seen
     late_trades: int = 0  # trades older than one already put out (late frames)
+    private: int = 0  # OTC quotes, own order notifications (PrivateSync)
 
     @property
     def frames(self) -> int:
-        return self.snapshots + self.deltas + self.l1 + self.trade_frames + self.bad_frames
+        return (
+            self.snapshots + self.deltas + self.l1 + self.trade_frames + self.bad_frames
+            + self.private
+        )  # fmt: skip
 
 
 @dataclass

@@ -98,8 +98,11 @@ RECORD_KEYS: dict[str, Callable[[Any], Any]] = {
     "health_grace": parse_duration,
     "log_format": _choice(*FORMATS),
     "log_file": _string,
+    "otc": lambda v: [_string(x) for x in v] if isinstance(v, list) else [_string(v)],
+    "notifications": _boolean,
+    "credentials": _string,  # a path: the key and secret themselves never go in a config
 }
-PATH_KEYS = ("output", "log_file")
+PATH_KEYS = ("output", "log_file", "credentials")
 
 
 def load_config(path: str | Path, keys: dict[str, Callable[[Any], Any]] = RECORD_KEYS) -> dict:

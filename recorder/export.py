@@ -18,6 +18,9 @@ a row with `synced` false, seq -1 and NaN prices is written at that instant; row
   the taker's), batch (came in the post-subscribe batch), price, size; one row per trade,
   each once, in exchange order per symbol. Futures sizes are contracts.
 
+- OTC quotes (`otc=True`) and own order notifications (`notifications=True`), each row
+  beside the book at that instant: recorder/private_export.py lists their columns.
+
 Prices and sizes are float64 holding the exact decimals sent; an empty side is NaN.
 """
 
@@ -37,6 +40,7 @@ import numpy as np
 
 from bookengine.errors import ArgumentError, MissingExtra
 from bookengine.events import BookUpdate, L1Quote, StatusChanged, SyncStatus, TopOfBook, Trade
+from recorder.private_export import RowTable, collect_notifications, collect_otc
 from recorder.replay import Replay, ReplayStats
 
 T = TypeVar("T")
@@ -243,7 +247,7 @@ def collect(replay: Replay, depth: int = 0, interval_ms: float | None = None) ->
 
 
 OUTPUT_TYPES = (".npz", ".parquet", ".csv")
-Table = Columns | TradeColumns | L1Columns
+Table = Columns | TradeColumns | L1Columns | RowTable
 
 
 def check_output(path: str | Path) -> Path:
@@ -334,6 +338,8 @@ def export(
     skip_damaged: bool = False,
     trades: bool = False,
     l1: bool = False,
+    otc: bool = False,
+    notifications: bool = False,
     sizes: str = "contracts",
     write_empty: bool = True,
 ) -> tuple[Path | None, int, ReplayStats]:
@@ -352,12 +358,20 @@ def export(
         skip_damaged=skip_damaged,
         sizes=sizes,
     )
-    if (trades or l1) and (depth or interval_ms is not None):
-        raise ArgumentError("trades and L1 are tables of their own: no depth or interval")
-    if trades and l1:
-        raise ArgumentError("one table per file: trades or l1, not both")
+    tables = sum((trades, l1, otc, notifications))
+    if tables and (depth or interval_ms is not None):
+        raise ArgumentError(
+            "trades, L1, OTC quotes and notifications are tables of their own: no depth or "
+            "interval"
+        )
+    if tables > 1:
+        raise ArgumentError("one table per file: trades, l1, otc or notifications")
     columns: Table
-    if trades:
+    if otc:
+        columns = collect_otc(replay)
+    elif notifications:
+        columns = collect_notifications(replay)
+    elif trades:
         columns = collect_trades(replay)
     elif l1:
         columns = collect_l1(replay)

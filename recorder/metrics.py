@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from bookengine.errors import MissingExtra
-from bookengine.wire import Topic
+from bookengine.private import stream_name
 from recorder.retention import disk_free
 from recorder.session import SessionControl
 
@@ -61,7 +61,7 @@ def stream_states(
         return {}
     states = {}
     for topic in feed.topics:
-        key = Topic.parse(topic).key
+        key = stream_name(topic)
         status, since = control.streams.get(key, ("connecting", control.started))
         states[key] = (status, now - since)
     return states

@@ -34,6 +34,8 @@ from bookengine.events import (
     Event,
     ExchangeErrors,
     L1Quote,
+    OrderNotification,
+    OtcQuote,
     StatusChanged,
     TopOfBook,
     Trade,
@@ -41,6 +43,7 @@ from bookengine.events import (
 )
 from bookengine.feed import CLOSED_BY_APP
 from bookengine.instruments import Instruments
+from bookengine.private import PrivateSync, is_private
 from bookengine.sync import BookSync, RecoveryPolicy, Units
 from bookengine.trades import TradeSync
 from bookengine.wire import Topic
@@ -93,6 +96,8 @@ class ReplayStats:
     bad_frames: int = 0
     top_events: int = 0
     trades: int = 0  # Trade events (of the selected symbols)
+    otc_quotes: int = 0  # OtcQuote events (authenticated OTC streams)
+    notifications: int = 0  # OrderNotification events (your own orders)
     digests_checked: int = 0
     digests_unverified: int = 0  # the replayed book was not at that seqNum (e.g. warming up)
     mismatches: list[DigestMismatch] = field(default_factory=list)
@@ -110,7 +115,7 @@ class _Session:
     """What the live Feed of one recording session had: a BookSync per connection slot,
     the opens awaiting their subscribe, its once-a-second watchdog, its retry policy."""
 
-    syncs: dict[int, BookSync | TradeSync] = field(default_factory=dict)
+    syncs: dict[int, BookSync | TradeSync | PrivateSync] = field(default_factory=dict)
     opened: dict[int, int] = field(default_factory=dict)  # conn -> open ns, until subscribe
     next_timeouts: int = 0
     recovery: RecoveryPolicy | None = None  # None: BookSync's default
@@ -172,18 +177,22 @@ class Replay:
         self.stats = ReplayStats()
         self.damaged: list[CorruptBlock] = []  # the blocks skipped as damaged (skip_damaged)
         # (ns, core) of every connection a live feed closed as it stopped, in order
-        self.stopped: list[tuple[int, BookSync | TradeSync]] = []
+        self.stopped: list[tuple[int, BookSync | TradeSync | PrivateSync]] = []
         self._sessions: dict[str | None, _Session] = {}
         self._session = _Session()  # the session being replayed
 
-    def sync(self, conn_id: int, topics: Sequence[str] = ()) -> BookSync | TradeSync:
+    def sync(
+        self, conn_id: int, topics: Sequence[str] = ()
+    ) -> BookSync | TradeSync | PrivateSync:
         """The replayed core of a connection slot of the session being replayed (the last
         one read, after a run): a TradeSync where the live one carried trades (its
         topics, from the header or the first subscribe), else a BookSync."""
-        sync = self._session.syncs.get(conn_id)
+        sync: BookSync | TradeSync | PrivateSync | None = self._session.syncs.get(conn_id)
         if sync is None:
             topics = self._session.connections.get(conn_id) or topics
-            if topics and all(Topic.parse(t).kind == "trades" for t in topics):
+            if topics and all(is_private(t) for t in topics):
+                sync = PrivateSync(topics)  # OTC quotes, own notifications
+            elif topics and all(Topic.parse(t).kind == "trades" for t in topics):
                 sync = TradeSync()
             else:
                 timeout = self.snapshot_timeout_s or self._session.snapshot_timeout_s or 10.0
@@ -252,6 +261,8 @@ class Replay:
         on_error: Callable[[Event], object] | None = None,
         on_l1: Callable[[L1Quote], object] | None = None,
         on_trade: Callable[[Trade], object] | None = None,
+        on_otc_quote: Callable[[OtcQuote], object] | None = None,
+        on_notification: Callable[[OrderNotification], object] | None = None,
         progress: Callable[[ReplayStats], object] | None = None,
     ) -> ReplayStats:
         """Call the same callbacks a live Feed would; return the stats."""
@@ -266,6 +277,8 @@ class Replay:
             TradeGap: on_error,
             L1Quote: on_l1,
             Trade: on_trade,
+            OtcQuote: on_otc_quote,
+            OrderNotification: on_notification,
         }
         every = 0
         for event in self.events():
@@ -381,6 +394,10 @@ class Replay:
                         stats.top_events += 1
                     elif kind_of is Trade:
                         stats.trades += 1
+                    elif kind_of is OtcQuote:
+                        stats.otc_quotes += 1
+                    elif kind_of is OrderNotification:
+                        stats.notifications += 1
                     elif isinstance(event, StatusChanged) and event.status == "out_of_sync":
                         stats.window_resyncs += 1  # as emitted: inside the window only
                         stats.window_gaps += event.reason == "gap"

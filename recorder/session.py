@@ -25,6 +25,7 @@ from bookengine import __version__
 from bookengine.events import Event, Reason, StatusChanged, SyncStatus
 from bookengine.feed import CLOSED_BY_APP, Feed
 from bookengine.instruments import Instruments
+from bookengine.private import is_private, stream_name
 from bookengine.sync import RecoveryPolicy
 from bookengine.wire import Topic, encode_checkpoint
 from recorder.retention import Retention
@@ -193,7 +194,7 @@ async def record_session(
     if control.stop_reason is not None:  # stopped while fetching: nothing to record yet
         stats.stopped_by = control.stop_reason
         return stats
-    used = sorted({Topic.parse(t).symbol for t in feed.topics})
+    used = sorted({Topic.parse(t).symbol for t in feed.topics if not is_private(t)})
     metadata = {
         "symbols": topics,
         "url": url,
@@ -208,7 +209,7 @@ async def record_session(
         "connections": {str(conn): list(subs) for conn, _, subs in feed.connections},
         "instruments": None if instruments is None else instruments_record(instruments, used),
     }
-    keys = {Topic.parse(t).key for t in feed.topics}
+    keys = {stream_name(t) for t in feed.topics}
 
     def on_session_event(conn_id: int, event: Event) -> None:
         if type(event) is StatusChanged:

@@ -32,6 +32,7 @@ from bookengine.errors import ArgumentError, TopicError
 from bookengine.instruments import MARKETS_PATH
 from bookengine.simulator.faults import Faults, Injected
 from bookengine.simulator.market import HISTORY, MarketModel
+from bookengine.simulator.private import TEST_API_KEY, TEST_SECRET, PrivateDesk
 from bookengine.wire import (
     FUTURES_PATH,
     MAX_TOPICS_PER_CONNECTION,
@@ -56,6 +57,7 @@ _MAX_PER_TICK = 500
 _STALE_BACK = 3  # a stale snapshot is this many seqNums old
 POISON_SEQ = 2**62  # the seqNum of a `seq_poison` delta
 _SERVED = {path: kind for kind, path in PATHS.items()}  # path -> (stream, market)
+_SERVED["/ws/otc"] = ("otc", "spot")  # OTC quotes: private, authenticated
 _RECENT_TRADES = 50  # the batch sent after a trade subscribe, newest first
 
 
@@ -148,6 +150,8 @@ class Simulator:
         history: int = HISTORY,
         compression: str | None = None,
         trade_tape: bool = False,
+        api_keys: dict[str, str] | None = None,
+        otc_markup_bps: float = 5.0,
     ) -> None:
         if rate < 0:
             raise ArgumentError("rate must be >= 0 deltas/s per topic")
@@ -182,6 +186,14 @@ class Simulator:
         self._frames_sent = 0
         self._trade_id = 1_000_000  # tradeIds: one increasing count for every market
         self._connections_total = 0
+        # the private side: OTC quotes and own-order notifications behind real HMAC
+        # checks; the test key unless others are given
+        keys = {TEST_API_KEY: TEST_SECRET} if api_keys is None else api_keys
+        spot = [s for s in self.symbols if naming.market(s) == "spot"] or ["BTC-USD"]
+        self.private = PrivateDesk(
+            keys, lambda symbol: self._topic(naming.canonical(symbol), 0).model,
+            markup_bps=otc_markup_bps, notification_symbol=spot[0], seed=seed,
+        )  # fmt: skip
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -334,6 +346,8 @@ class Simulator:
         stream, market = _SERVED[request.path]
         conn = _Conn(self._next_conn, ws, market, stream)
         self._conns[conn.id] = conn
+        if stream in ("main", "otc"):
+            self.private.open(conn.id, request.path)
         if self.record_sent:
             self.sent[conn.id] = []
         writer = asyncio.create_task(self._writer(conn))
@@ -346,6 +360,7 @@ class Simulator:
             pass
         finally:
             self._conns.pop(conn.id, None)
+            self.private.close(conn.id)
             for topic in self._topics.values():
                 topic.subscribers.pop((conn.id, False), None)
                 topic.subscribers.pop((conn.id, True), None)
@@ -428,6 +443,11 @@ class Simulator:
                 await self._send_now(conn, _error(1007, "Outbound buffer is full"))
             await conn.ws.close(code, "simulator")
 
+    def _send_to(self, conn_id: int, frame: bytes) -> None:
+        conn = self._conns.get(conn_id)
+        if conn is not None:
+            self._send(conn, frame)
+
     def _send(self, conn: _Conn, frame: bytes) -> None:
         if conn.closing:
             return
@@ -455,6 +475,8 @@ class Simulator:
             return
         if not isinstance(request, dict):
             self._send(conn, _error(1002, "Invalid request"))
+            return
+        if self.private.on_request(conn.id, request, lambda frame: self._send(conn, frame)):
             return
         op = request.get("op")
         if op not in ("subscribe", "unsubscribe"):
@@ -638,6 +660,7 @@ class Simulator:
             if per_second:
                 next_second = now + 1.0
             now_ms = time.time_ns() // 1_000_000
+            self.private.tick(now, self._send_to)
             for topic in list(self._topics.values()):
                 if not topic.subscribers and not topic.l1 and not topic.trade_subs:
                     continue

@@ -62,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--l1", action="store_true", help="the recorded snapshotL1 quotes instead")
     parser.add_argument(
+        "--otc", action="store_true",
+        help="the recorded OTC quotes instead, each beside the book then (spread, markup)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--notifications", action="store_true",
+        help="your recorded order notifications instead, with the book's top at each",
+    )  # fmt: skip
+    parser.add_argument(
         "--parallel", type=int, nargs="?", const=-1, default=None, metavar="N",
         help="one Dask task per file, N worker processes (default: one per core), into a "
         "Parquet dataset directory (-o DIR) partitioned by date and symbol ([parallel] extra)",
@@ -111,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
             skip_damaged=args.skip_damaged,
             trades=args.trades,
             l1=args.l1,
+            otc=args.otc,
+            notifications=args.notifications,
             sizes=args.sizes,
             write_empty=False,
         )
@@ -125,7 +135,12 @@ def run(args: argparse.Namespace) -> int:
             Exit.DISK, f"cannot write {args.out}: {exc.strerror or exc}; nothing was written"
         ) from None
     if path is None:
-        what = "L1 quotes (record snapshotL1:SYMBOL topics)" if args.l1 else "rows"
+        what = (
+            "L1 quotes (record snapshotL1:SYMBOL topics)" if args.l1
+            else "OTC quotes (record --otc SYM:QTY:CUR)" if args.otc
+            else "order notifications (record --notifications)" if args.notifications
+            else "rows"
+        )  # fmt: skip
         raise CommandFailed(Exit.NO_DATA, f"no {what} in the selection: nothing written")
     print(
         f"wrote {rows:,} rows to {path} (from {stats.selected_frames:,} frames; "
@@ -141,9 +156,11 @@ def _backtest_format(args: argparse.Namespace) -> int:
     """--format hftbacktest | tardis."""
     from bookengine.errors import BookEngineError
 
-    if args.depth or args.interval is not None or args.trades or args.l1:
+    if args.depth or args.interval is not None or args.trades or args.l1 or args.otc or (
+        args.notifications
+    ):
         raise usage(f"--format {args.format} writes books and trades together: "
-                    "no --depth, --interval, --trades or --l1")  # fmt: skip
+                    "no --depth, --interval, --trades, --l1, --otc or --notifications")  # fmt: skip
     start, end, symbols = resolve_range(args)
     if not symbols:
         raise usage("name the symbols: -s BTC-PERP")
@@ -200,8 +217,9 @@ def _parallel(args: argparse.Namespace) -> int:
     from bookengine.errors import BookEngineError
     from recorder.parallel_export import export_dataset, require_dask
 
-    if args.l1:
-        raise usage("--parallel exports top of book, --depth N or --trades (not --l1)")
+    if args.l1 or args.otc or args.notifications:
+        raise usage("--parallel exports top of book, --depth N or --trades "
+                    "(not --l1, --otc or --notifications)")  # fmt: skip
     if args.depth < 0 or (args.interval is not None and args.depth == 0):
         raise usage("--interval goes with --depth N")
     if args.parallel is not None and args.parallel == 0 or (args.parallel or 0) < -1:

@@ -52,6 +52,9 @@ DEFAULTS = {
     "stop_timeout": 20.0,
     "log_format": None,
     "log_file": None,
+    "otc": None,
+    "notifications": False,
+    "credentials": None,
 }
 
 
@@ -77,6 +80,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="each symbol's public trades too (default: yes; --no-trades: books only)",
     )
+    private = parser.add_argument_group(
+        "authenticated streams (credentials from BTSE_API_KEY/BTSE_API_SECRET or "
+        "--credentials; never on the command line; docs/SECURITY.md)"
+    )
+    private.add_argument(
+        "--otc", action="append", default=None, metavar="SYM:QTY:CUR[:side]",
+        help="an OTC quote stream, e.g. BTC-USD:1:BTC or ETH-USD:50000:USD:buy (repeatable)",
+    )  # fmt: skip
+    private.add_argument(
+        "--notifications", action="store_true", default=None,
+        help="your own order notifications (notificationApiV4)",
+    )  # fmt: skip
+    private.add_argument(
+        "--credentials", default=None, metavar="FILE",
+        help="a TOML file with api_key and secret, mode 0600 (default: the environment; "
+        "with --sim and none: the simulator's test key)",
+    )  # fmt: skip
     ops = parser.add_argument_group("running as a service")
     ops.add_argument(
         "--status-every", type=parse_duration, default=None,
@@ -133,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     except BookEngineError as exc:
         raise usage(str(exc)) from None
     check_source(args, topics)
+    args.private_options = private_options(args)
     server = None
     if args.metrics_port is not None:  # bound now: a taken port fails before any effect
         from recorder.metrics import MetricsServer, require_prometheus
@@ -204,6 +225,41 @@ def _run_created(args: argparse.Namespace, topics: list[str], out: Path, server)
     )
 
 
+def private_options(args: argparse.Namespace) -> dict[str, object]:
+    """The Feed's options for --otc/--notifications, with credentials (checked now, before
+    anything is created: a missing or world-readable file is exit 2)."""
+    from bookengine.auth import Credentials
+    from bookengine.errors import BookEngineError
+    from bookengine.private import otc_request
+
+    otc = list(args.otc or [])
+    if not otc and not args.notifications:
+        if args.credentials:
+            raise usage("--credentials is for --otc or --notifications")
+        return {}
+    try:
+        quotes = [otc_request(q if q.startswith("otc:") else f"otc:{q}") for q in otc]
+        if args.credentials:
+            credentials = Credentials.from_file(args.credentials)
+        else:
+            try:
+                credentials = Credentials.from_env()
+            except BookEngineError:
+                if not args.sim:
+                    raise
+                from bookengine.simulator.private import TEST_API_KEY, TEST_SECRET
+
+                credentials = Credentials(TEST_API_KEY, TEST_SECRET, "the simulator's test key")
+    except BookEngineError as exc:
+        raise usage(str(exc)) from None
+    log.info("authenticated streams with credentials from %s", credentials.source)
+    return {
+        "otc_quotes": quotes,
+        "notifications": bool(args.notifications),
+        "credentials": credentials,
+    }
+
+
 def _first_missing(path: Path) -> Path | None:
     """The outermost directory of `path` that does not exist yet, if any."""
     missing = None
@@ -258,6 +314,7 @@ async def _record(args, topics, out, control, retention, server) -> int:  # noqa
                     startup_timeout=args.startup_timeout,
                     stop_timeout=args.stop_timeout,
                     retention=retention,
+                    feed_options=args.private_options,
                 )
             except RecorderError as exc:
                 status.done()

@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
         + (f" (also read: {'; '.join(also)})" if also else "")
         + f" in {stats.wall_s:.2f}s: {stats.frames_per_s:,.0f} frames/s read; "
         f"top-of-book events {stats.top_events:,}; trades {stats.trades:,}; "
-        f"gaps {stats.gaps}, resyncs {stats.resyncs}, bad frames {stats.bad_frames}, "
+        + (f"OTC quotes {stats.otc_quotes:,}; " if stats.otc_quotes else "")
+        + (f"own order notifications {stats.notifications:,}; " if stats.notifications else "")
+        + f"gaps {stats.gaps}, resyncs {stats.resyncs}, bad frames {stats.bad_frames}, "
         f"records lost in recorder holes {stats.lost_records}"
     )
     if stats.damaged_blocks or stats.duplicate_blocks:
