@@ -98,7 +98,8 @@ class _RedactAuth(logging.Filter):
         return True
 
 
-_PRIVATE_LOG = logging.getLogger("bookengine.private.websockets")
+# under "websockets": its frames show at -vv only, as every socket's do
+_PRIVATE_LOG = logging.getLogger("websockets.client.private")
 _PRIVATE_LOG.addFilter(_RedactAuth())
 
 

@@ -341,9 +341,10 @@ class PrivateSync:
             _text(msg.get("reason")),
             state.topic,
         )
-        self._authenticated(arrival_ns, events)
-        if state.status is not SyncStatus.SYNCED:
-            self._set(state, SyncStatus.SYNCED, Reason.AUTHENTICATED, arrival_ns, events)
+        if buy_id or sell_id:  # a firm quote: the session is authenticated
+            self._authenticated(arrival_ns, events)
+            if state.status is not SyncStatus.SYNCED:
+                self._set(state, SyncStatus.SYNCED, Reason.AUTHENTICATED, arrival_ns, events)
         events.append(quote)
         return events
 

@@ -44,6 +44,7 @@ from bookengine.fanout.entries import (
     encode_top,
     encode_trade,
 )
+from bookengine.private import is_private
 from bookengine.wire import Topic, encode_checkpoint
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ class RedisPublisher:
         # conn id -> the book streams it carries (trade connections carry none here)
         self._conn_keys: dict[int, frozenset[str]] = {}
         for conn_id, _, topics in feed.connections:
-            parsed = [Topic.parse(t) for t in topics]
+            parsed = [Topic.parse(t) for t in topics if not is_private(t)]  # not fanned out
             self._conn_keys[conn_id] = frozenset(t.key for t in parsed if t.kind in _BOOK_KINDS)
         self._topic_keys: dict[str, str | None] = {}
         scanner = _book_module.Scanner
@@ -322,6 +323,8 @@ class RedisPublisher:
         count = 0
         for _, _, topics in feed.connections:
             for text in topics:
+                if is_private(text):
+                    continue
                 topic = Topic.parse(text)
                 if topic.kind != "update":
                     continue

@@ -252,7 +252,6 @@ def private_options(args: argparse.Namespace) -> dict[str, object]:
                 credentials = Credentials(TEST_API_KEY, TEST_SECRET, "the simulator's test key")
     except BookEngineError as exc:
         raise usage(str(exc)) from None
-    log.info("authenticated streams with credentials from %s", credentials.source)
     return {
         "otc_quotes": quotes,
         "notifications": bool(args.notifications),
@@ -292,6 +291,9 @@ async def _record(args, topics, out, control, retention, server) -> int:  # noqa
         log.info("metrics on http://%s:%d/metrics, health on /healthz",
                  args.metrics_host, server.port)  # fmt: skip
     status = _StatusReporter(args)
+    credentials = args.private_options.get("credentials")
+    if credentials is not None:  # where from, never what
+        log.info("authenticated streams with credentials from %s", credentials.source)
     try:
         async with source_url(args, topics) as url:
             log.info(
