@@ -15,6 +15,7 @@ in the `recorder` package.
 """
 
 from bookengine import naming
+from bookengine.auth import Credentials
 from bookengine.book import BookSnapshot, OrderBook, to_number
 from bookengine.errors import (
     ArgumentError,
@@ -36,6 +37,8 @@ from bookengine.events import (
     Event,
     ExchangeErrors,
     L1Quote,
+    OrderNotification,
+    OtcQuote,
     Pong,
     Reason,
     Resubscribe,
@@ -63,6 +66,7 @@ __all__ = [
     "BookSync",
     "BookUpdate",
     "Connected",
+    "Credentials",
     "CorruptBlock",
     "Event",
     "ExchangeError",
@@ -80,7 +84,9 @@ __all__ = [
     "LevelError",
     "MissingExtra",
     "NoRecordings",
+    "OrderNotification",
     "OrderBook",
+    "OtcQuote",
     "Pong",
     "Reason",
     "Reconnecting",
