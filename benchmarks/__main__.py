@@ -209,22 +209,24 @@ def recorder_rows(frames: int, quick: bool) -> list[Row]:
 
 
 def live_rows(quick: bool) -> list[Row]:
-    from benchmarks import bench_feed, bench_simulator
+    from benchmarks import bench_live, bench_simulator
 
     sim = bench_simulator.measure(20_000 if quick else 50_000)
-    thr = bench_feed.throughput(20_000 if quick else 50_000)
-    lat = bench_feed.latency(5000.0, 2.0 if quick else 5.0)
+    thr = bench_live.throughput(30_000 if quick else 100_000)
+    lat = bench_live.latency(5000.0, 2.0 if quick else 4.0)
     return [
         ("simulator -> plain websockets client", f"{sim:,.0f} frames/s", "preloaded deltas"),
         (
-            "Feed throughput from the simulator",
-            f"{thr['frames_per_s']:,.0f} frames/s",
-            f"gaps {thr['gaps']}; simulator in the same process",
+            "Feed / bare websockets receive loop",
+            f"{thr['feed'] / thr['bare']:.2f}x",
+            f"{thr['feed']:,.0f} vs {thr['bare']:,.0f} frames/s; frame source in another "
+            "process (benchmarks/frame_source.py)",
         ),
         (
-            "Feed arrival->callback at 5,000 frames/s",
-            f"p50 {lat['callback_us_p50']:.0f} us",
-            f"p99 {lat['callback_us_p99']:.0f} us; 5 topics, simulator in the same process",
+            "send->callback p99 at 5k/s, Feed / bare",
+            f"{lat['feed_p99_us'] / lat['bare_p99_us']:.2f}x",
+            f"Feed p50 {lat['feed_p50_us']:,.0f} us, p99 {lat['feed_p99_us']:,.0f} us; bare "
+            f"recv p50 {lat['bare_p50_us']:,.0f} us, p99 {lat['bare_p99_us']:,.0f} us",
         ),
     ]
 

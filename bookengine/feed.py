@@ -204,7 +204,16 @@ class FeedStats:
     dropped_trades: int = 0  # only ever when the queue held nothing but trades
     unsolicited: int = 0
     resubscribes: int = 0
-    latency: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    _latency_of: Callable[[], dict[str, dict[str, float | None]]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    @property
+    def latency(self) -> dict[str, dict[str, float | None]]:
+        """Per-topic percentiles of the last 4096 exchange lags (ms) and arrival ->
+        callback times (us), computed when read: the counters above are cheap enough to
+        poll every millisecond, this sorts every series, so read it when it is needed."""
+        return {} if self._latency_of is None else self._latency_of()
 
 
 class Feed:
@@ -310,7 +319,7 @@ class Feed:
         self._connections = [
             _Connection(self, i, conn_url, chunk) for i, (conn_url, chunk) in enumerate(plan)
         ]
-        self._stats = FeedStats()
+        self._stats = FeedStats(_latency_of=self._latency_summary)
         self._latency: dict[str, TopicLatency] = {}
         self._tops: dict[str, TopOfBook] = {}  # conflated, waiting for the dispatcher
         self._others: deque[FeedEvent] = deque()
@@ -520,7 +529,8 @@ class Feed:
         return merged
 
     def stats(self) -> FeedStats:
-        """Counters and latency percentiles, computed now."""
+        """The feed's counters, summed now (cheap: fine to poll every millisecond);
+        `.latency` computes the percentiles when it is read."""
         stats = self._stats
         stats.gaps = sum(c.sync.stats.gaps for c in self._connections)
         stats.resyncs = sum(c.sync.stats.resyncs for c in self._connections)
@@ -528,8 +538,10 @@ class Feed:
         stats.error_frames = sum(c.sync.stats.error_frames for c in self._connections)
         stats.unsolicited = sum(c.sync.stats.unsolicited for c in self._connections)
         stats.resubscribes = sum(c.sync.stats.resubscribes for c in self._connections)
-        stats.latency = {topic: lat.summary() for topic, lat in self._latency.items()}
         return stats
+
+    def _latency_summary(self) -> dict[str, dict[str, float | None]]:
+        return {topic: lat.summary() for topic, lat in self._latency.items()}
 
     # --- events from the connections (reader tasks) -----------------------------------
 
