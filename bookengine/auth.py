@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import stat
 import tomllib
@@ -67,8 +68,11 @@ class Credentials:
         only (mode 0600 or 0400): a file others can read is refused, as ssh refuses keys."""
         file = Path(path).expanduser()
         try:
-            mode = file.stat().st_mode
-            text = file.read_text()
+            with open(file, "rb") as f:  # the mode checked is the file's that is read
+                mode = os.fstat(f.fileno()).st_mode
+                if not stat.S_ISREG(mode):
+                    raise ArgumentError(f"credentials file {file} is not a regular file")
+                data = f.read(65536)
         except OSError as exc:
             raise ArgumentError(f"credentials file {file}: {exc.strerror or exc}") from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -76,16 +80,22 @@ class Credentials:
                 f"credentials file {file} is readable by others (mode {stat.S_IMODE(mode):o}): "
                 f"chmod 600 {file}"
             )
-        try:
-            values = tomllib.loads(text)
+        try:  # never quote the file in a message: it holds the secret
+            values = tomllib.loads(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ArgumentError(f"credentials file {file} is not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ArgumentError(f"credentials file {file}: {exc}") from None
+            where = str(exc).rpartition("(")[2].rstrip(")")  # "line 2, column 9"
+            raise ArgumentError(f"credentials file {file}: not valid TOML ({where})") from None
+
         unknown = sorted(set(values) - {"api_key", "secret"})
         if unknown or "api_key" not in values or "secret" not in values:
             raise ArgumentError(
                 f"credentials file {file} must hold exactly api_key and secret"
                 + (f" (unknown: {', '.join(unknown)})" if unknown else "")
             )
+        if not all(isinstance(values[k], str) for k in ("api_key", "secret")):
+            raise ArgumentError(f"credentials file {file}: api_key and secret must be strings")
         return cls(values["api_key"], values["secret"], f"file {file}")
 
     def secrets(self) -> tuple[str, str]:
@@ -104,6 +114,19 @@ def auth_request(credentials: Credentials, path: str, nonce_ms: int) -> str:
     signature = sign(credentials.secret, path, nonce_ms)
     args = [credentials.api_key, str(nonce_ms), signature]
     return orjson.dumps({"op": AUTH_OP, "args": args}).decode()
+
+
+class RedactAuthFilter(logging.Filter):
+    """For a websockets logger (client or server): a frame log line that holds an
+    `authKeyExpires` request is replaced whole; websockets logs frames at DEBUG, truncated
+    in the middle, so a key's head and a signature's tail would otherwise show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        if any(AUTH_OP in str(a) for a in args) or AUTH_OP in str(record.msg):
+            direction = "<" if str(record.msg).startswith("<") else ">"
+            record.msg, record.args = f"{direction} TEXT {AUTH_OP} [redacted]", ()
+        return True
 
 
 def is_auth_request(payload: str | bytes) -> bool:

@@ -45,7 +45,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bookengine import naming
-from bookengine.auth import Credentials, is_auth_request, redact_auth
+from bookengine.auth import Credentials, RedactAuthFilter, is_auth_request, redact_auth
 from bookengine.book import OrderBook
 from bookengine.errors import ArgumentError, BookEngineError, ExchangeError
 from bookengine.events import (
@@ -87,20 +87,9 @@ CLOSED_BY_APP = "closed by the application"  # the close reason recorded when we
 _LATENCY_SAMPLES = 4096
 
 
-class _RedactAuth(logging.Filter):
-    """websockets' frame log of a private socket (at -vv), without the auth request: its
-    key and signature never reach a log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else (record.args,)
-        if any("authKeyExpires" in str(a) for a in args) or "authKeyExpires" in str(record.msg):
-            record.msg, record.args = "> TEXT authKeyExpires [redacted]", ()
-        return True
-
-
 # under "websockets": its frames show at -vv only, as every socket's do
 _PRIVATE_LOG = logging.getLogger("websockets.client.private")
-_PRIVATE_LOG.addFilter(_RedactAuth())
+_PRIVATE_LOG.addFilter(RedactAuthFilter())
 
 
 class FeedTap(Protocol):
@@ -261,8 +250,13 @@ class Feed:
     ) -> None:
         if isinstance(topics, str):
             topics = [topics]  # one symbol, not its letters
-        private = [otc_request(q).topic for q in otc_quotes]
-        if notifications or on_notification is not None:
+        topics = list(topics)
+        named = [t for t in topics if is_private(t)]  # private streams named as topics
+        named_otc = [t for t in named if t.startswith("otc:")]
+        private = [otc_request(q).topic for q in [*otc_quotes, *named_otc]]
+        if notifications or on_notification is not None or any(
+            not t.startswith("otc:") for t in named
+        ):
             private.append(NOTIFICATIONS)
         if private and credentials is None:
             raise ArgumentError(
@@ -691,8 +685,12 @@ def _plan(topics: list[str], url: str) -> list[tuple[str, list[str]]]:
     by_url: dict[tuple[str, str], list[str]] = {}
     for topic in topics:
         if is_private(topic):  # OTC quotes on /ws/otc, notifications on /ws/spot
-            path = "/ws/otc" if topic.startswith("otc:") else PATHS[("main", "spot")]
-            by_url.setdefault((_private_endpoint(url, path), "private"), []).append(topic)
+            # one socket per OTC stream: BTSE's quote frames may not echo the clOrderId
+            # that would tell two streams of one socket apart
+            otc = topic.startswith("otc:")
+            path = "/ws/otc" if otc else PATHS[("main", "spot")]
+            key = (_private_endpoint(url, path), topic if otc else "private")
+            by_url.setdefault(key, []).append(topic)
             continue
         parsed = Topic.parse(topic)
         market = naming.market(parsed.symbol)
@@ -804,12 +802,16 @@ class _Connection:
             if self.stopping:
                 return
             sync = self.sync
+            if isinstance(sync, PrivateSync) and sync.auth_failed is not None:
+                self.synced_once = False  # refused: back off as after a useless socket
             if isinstance(sync, PrivateSync) and sync.auth_failures >= self.feed.auth_attempts:
-                log.error("connection %d to %s: authentication refused %d times (%s); not "
-                          "retried: check the API key and secret", self.id, self.url,
+                log.error("connection %d to %s: authentication refused %d times in a row "
+                          "(%s); not retried: check the API key and secret", self.id, self.url,
                           sync.auth_failures, sync.auth_failed)  # fmt: skip
                 self.gave_up = True
-                self.feed._handle(self, sync.give_up(time.time_ns()))
+                now = time.time_ns()
+                self._call("give_up", now)  # recorded: a replay gives the same statuses
+                self.feed._handle(self, sync.give_up(now))
                 return
             # The backoff restarts only after a socket that was of use (a book synced):
             # a server that accepts and then closes at once is retried ever more slowly.
@@ -940,6 +942,9 @@ class _Connection:
                 now = time.time_ns()
                 self._call("check_timeouts", now)
                 self.feed._handle(self, self.sync.check_timeouts(now))
+                if isinstance(self.sync, PrivateSync) and self.sync.auth_failed is not None:
+                    await ws.close(1000, "authentication refused")  # then backoff
+                    return
             self.carry_out_actions()
             silent = time.monotonic() - self._last_rx
             if silent > self.feed.silence_timeout:

@@ -9,11 +9,14 @@ of 50,000 USD) and `notificationApiV4`.
 
 Authentication. BTSE documents no reply to `authKeyExpires`. A session counts as
 authenticated at its first private answer (the subscribe ack of the notification topic,
-a quote with quote ids), and as refused on an error frame naming `authKeyExpires` or a
-private topic, or a quote without quote ids (BTSE's docs: "empty / null means your
-websocket stream is not authenticated"). A refusal is the status `failing`, reason
-`auth_failed`, with what the exchange said: the Feed closes the socket, retries with
-backoff, and gives up after `auth_attempts` (status `unsubscribed`).
+a quote with quote ids). It counts as refused on an error frame naming `authKeyExpires`,
+a private topic or authentication; on a quote without quote ids (BTSE's docs: "empty /
+null means your websocket stream is not authenticated"); when no private answer came
+within `answer_timeout_s`; or when the socket closed before any. A refusal is the status
+`failing`, reason `auth_failed`, with what happened: the Feed closes the socket, retries
+with backoff, and gives up after `auth_attempts` refusals in a row (`unsubscribed`).
+Refusals stop counting as "in a row" only after a session that was authenticated and
+ended without one.
 """
 
 from __future__ import annotations
@@ -169,7 +172,9 @@ class _Private:
 class PrivateSync:
     """The private streams of one connection: all OTC quote streams, or notifications."""
 
-    def __init__(self, topics: Iterable[str]) -> None:
+    def __init__(self, topics: Iterable[str], *, answer_timeout_s: float = 10.0) -> None:
+        self.answer_timeout_ns = int(answer_timeout_s * 1e9)
+        self._since: int | None = None  # when the session's requests went out, unanswered
         self._streams: dict[str, _Private] = {}
         self._by_client_id: dict[str, _Private] = {}
         for topic in topics:
@@ -213,6 +218,7 @@ class PrivateSync:
         events: list[Event] = []
         self.auth_failed = None
         self.authenticated = False
+        self._since = now_ns
         for topic in topics:
             state = self._streams.get(topic)
             if state is not None:
@@ -229,10 +235,16 @@ class PrivateSync:
 
     def connection_lost(self, now_ns: int) -> list[Event]:
         events: list[Event] = []
+        if self._since is not None and not self.authenticated and self.auth_failed is None:
+            # closed on us before any private answer: as BTSE may refuse a key
+            self._refused(now_ns, "the socket closed before any private answer", events)
+        elif self.authenticated and self.auth_failed is None:
+            self.auth_failures = 0  # a session that worked: refusals start counting afresh
         for state in self._streams.values():
             if state.status not in (None, SyncStatus.UNSUBSCRIBED, SyncStatus.FAILING):
                 self._set(state, SyncStatus.OUT_OF_SYNC, Reason.CONNECTION_LOST, now_ns, events)
         self.authenticated = False
+        self._since = None
         return events
 
     def give_up(self, now_ns: int) -> list[Event]:
@@ -244,11 +256,19 @@ class PrivateSync:
         return events
 
     def check_timeouts(self, now_ns: int) -> list[Event]:
-        return []
+        """No private answer within `answer_timeout_s` of the requests: a refusal."""
+        events: list[Event] = []
+        since = self._since
+        if since is not None and now_ns - since >= self.answer_timeout_ns:
+            self._since = None
+            waited = (now_ns - since) / 1e9
+            self._refused(now_ns, f"no private answer {waited:.1f}s after authenticating",
+                          events)  # fmt: skip
+        return events
 
     @property
     def has_timers(self) -> bool:
-        return False
+        return self._since is not None and not self.authenticated and self.auth_failed is None
 
     def take_actions(self) -> list[Resubscribe]:
         return []
@@ -369,8 +389,11 @@ class PrivateSync:
         errors = decode_errors(msg)
         self.stats.error_frames += 1
         events: list[Event] = [ExchangeErrors(arrival_ns, tuple(errors))]
-        about_us = [e for e in errors if e.arg == AUTH_OP or (e.arg or "") in self._streams]
-        if about_us or not self.authenticated:
+        about_us = [
+            e for e in errors
+            if e.arg == AUTH_OP or (e.arg or "") in self._streams or "auth" in e.message.lower()
+        ]  # fmt: skip
+        if about_us:  # other errors (a size below the minimum, ...) are only reported
             said = "; ".join(f"{e.code}: {e.message}" for e in errors) or "an error frame"
             self._refused(arrival_ns, f"refused by the exchange ({said})", events)
         return events
@@ -388,14 +411,14 @@ class PrivateSync:
         return events
 
     def _authenticated(self, arrival_ns: int, events: list[Event]) -> None:
-        if not self.authenticated:
-            self.authenticated = True
-            self.auth_failures = 0
+        self.authenticated = True
+        self._since = None
 
     def _refused(self, arrival_ns: int, detail: str, events: list[Event]) -> None:
         if self.auth_failed is not None:
             return  # once per session: the Feed is closing it
         self.auth_failed = detail
+        self._since = None
         self.auth_failures += 1
         for state in self._streams.values():
             if state.status is not SyncStatus.UNSUBSCRIBED:

@@ -2,16 +2,17 @@
 
 - OTC quotes (`collect_otc`): arrival_ns, exchange_ms, symbol, topic, quantity, currency,
   buy/sell quote ids, unit prices, quantities and totals, status, reason, `otc_spread_bps`;
-  then the book of the same symbol as the replay had it then: `book_synced`, `book_seq`,
+  then the book of the same symbol as the replay had it then: `book_synced`, `book_seq`
+  (the book's seq at the quote, the one the walk below used),
   `book_bid`, `book_ask`, `book_spread_bps`, and `book_buy_price`/`book_sell_price`,
   the average price of the same quantity walked through the book (NaN when the book is
   out of sync or too thin), with `buy_markup_bps`/`sell_markup_bps` of the quote over it.
   "OTC spread vs book spread" is one export: record the book with the quotes
   (`record BTC-USD --otc BTC-USD:1:BTC`).
 - own order notifications (`collect_notifications`): arrival_ns, exchange_ms, symbol,
-  order_id, cl_order_id, side, status, status_name, price, size, fill_size, fill_price,
-  total_filled, remaining, avg_fill_price, maker; then `book_bid`, `book_ask` at arrival
-  (mark-outs of real fills against the book).
+  order_id, cl_order_id, side, status, status_name, maker (1, 0, or -1 when BTSE did not
+  say), price, size, fill_size, fill_price, total_filled, remaining, avg_fill_price; then
+  `book_bid`, `book_ask` at arrival (mark-outs of real fills against the book).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def collect_otc(replay: Replay) -> RowTable:
 
 def collect_notifications(replay: Replay) -> RowTable:
     """Every recorded own-order notification, with the book's top at its arrival."""
-    table = RowTable(NOTE_COLUMNS, set(NOTE_FLOATS), {"arrival_ns", "exchange_ms", "status"})
+    ints = {"arrival_ns", "exchange_ms", "status", "maker"}
+    table = RowTable(NOTE_COLUMNS, set(NOTE_FLOATS), ints)
     tops: dict[str, TopOfBook | None] = {}
     for event in replay.events():
         kind = type(event)
@@ -93,7 +95,7 @@ def collect_notifications(replay: Replay) -> RowTable:
             assert isinstance(event, OrderNotification)
             top = tops.get(event.symbol)
             row = event._asdict()
-            row["maker"] = bool(event.maker)
+            row["maker"] = {True: 1, False: 0, None: -1}[event.maker]
             row["book_bid"] = top.bid_price if top else None
             row["book_ask"] = top.ask_price if top else None
             table.add(row)
@@ -117,8 +119,12 @@ def _otc_row(replay: Replay, quote: OtcQuote, top: TopOfBook | None) -> dict[str
     row["book_synced"] = top is not None
     if top is None:
         return row
-    row.update(book_seq=top.seq, book_bid=top.bid_price, book_ask=top.ask_price,
-               book_spread_bps=_bps(top.bid_price, top.ask_price))  # fmt: skip
+    row.update(
+        book_seq=replay.last_seq(quote.symbol),
+        book_bid=top.bid_price,
+        book_ask=top.ask_price,
+        book_spread_bps=_bps(top.bid_price, top.ask_price),
+    )
     book = replay.book(quote.symbol)
     if book is not None:
         in_base = quote.currency == quote.symbol.split("-")[0]

@@ -386,6 +386,7 @@ class Replay:
                 stats.last_ns = ns
                 if self.speed is not None:
                     pace_origin = _pace(pace_origin, ns, self.speed)
+                private_counted = wanted is None  # a private frame: selected by its events
                 for event in events:
                     kind_of = type(event)
                     if wanted is not None and getattr(event, "symbol", None) not in wanted:
@@ -394,10 +395,16 @@ class Replay:
                         stats.top_events += 1
                     elif kind_of is Trade:
                         stats.trades += 1
-                    elif kind_of is OtcQuote:
-                        stats.otc_quotes += 1
-                    elif kind_of is OrderNotification:
-                        stats.notifications += 1
+                    elif kind_of is OtcQuote or kind_of is OrderNotification:
+                        if kind_of is OtcQuote:
+                            stats.otc_quotes += 1
+                        else:
+                            stats.notifications += 1
+                        # their frames name no symbol in a topic: the event does
+                        stats.symbols_seen.add(event.symbol)  # type: ignore[union-attr]
+                        if not private_counted and kind == frame_kind:
+                            stats.selected_frames += 1
+                            private_counted = True
                     elif isinstance(event, StatusChanged) and event.status == "out_of_sync":
                         stats.window_resyncs += 1  # as emitted: inside the window only
                         stats.window_gaps += event.reason == "gap"
@@ -445,6 +452,8 @@ class Replay:
             events = sync.connection_lost(ns)
         elif name == "check_timeouts":
             events = sync.check_timeouts(ns)
+        elif name == "give_up" and isinstance(sync, PrivateSync):  # a key refused too often
+            events = sync.give_up(ns)
         else:
             log.warning("replay: unknown recorded call %r skipped", name)
             events = ()

@@ -74,7 +74,8 @@ class RecorderTap:
             self.on_event_hook(conn_id, event)
         if type(event) is StatusChanged:
             self.gaps += event.reason == "gap"
-            self.resyncs += event.status == "out_of_sync"
+            # books' resyncs (a private stream's reconnect is not one)
+            self.resyncs += event.status == "out_of_sync" and not is_private(event.topic)
             self.sink.write_status(
                 event.arrival_ns,
                 event.topic,

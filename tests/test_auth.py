@@ -113,3 +113,20 @@ def test_walking_a_book_for_a_size():
     assert fill_cost(asks, 2.0) == (2.0, 201.0)
     assert fill_cost(asks, 303.0, in_base=False) == pytest.approx((3 + 1 / 105, 303.0))
     assert fill_cost(asks, 100.0) is None  # too thin
+
+
+def test_a_credentials_file_that_cannot_be_read_never_quotes_its_contents(tmp_path):
+    file = tmp_path / "btse.toml"
+    for data, message in [
+        ('api_key = "mykey"\nsecret = "TOPSECRET123"\n'.encode("utf-16"), "not UTF-8"),
+        (b'api_key = "mykey"\nsecret = "TOPSECRET123\xe9"\n', "not UTF-8"),
+        (b'api_key = "mykey"\nsecret = TOPSECRET123\n', "not valid TOML"),
+        (b'api_key = "mykey"\nsecret = 123\n', "must be strings"),
+    ]:
+        file.write_bytes(data)
+        os.chmod(file, 0o600)
+        with pytest.raises(ArgumentError, match=message) as caught:
+            Credentials.from_file(file)
+        assert "TOPSECRET" not in str(caught.value) and "mykey" not in str(caught.value)
+    with pytest.raises(ArgumentError, match="Is a directory|not a regular file"):
+        Credentials.from_file(tmp_path)

@@ -71,9 +71,10 @@ def test_quotes_and_notifications_arrive_and_a_new_socket_authenticates_afresh()
     assert all(q.buy_quote_id and q.sell_quote_id for q in btc)
     assert eth and all(q.sell_quote_id is None and q.buy_total >= 50000 for q in eth)
     assert book is not None and btc[-1].buy_unit_price > book.best_ask[0]  # over the ask
-    # every socket authenticated with its own, later nonce: two sockets x two sessions
+    # every socket authenticated with its own, later nonce: three sockets (one per OTC
+    # stream, one for notifications) x two sessions
     accepted = [nonce for _, nonce, ok in auths if ok]
-    assert len(accepted) == 4 and len(set(accepted)) == 4 and all(ok for *_, ok in auths)
+    assert len(accepted) == 6 and len(set(accepted)) == 6 and all(ok for *_, ok in auths)
     statuses = {(s.topic, s.status, s.reason) for s in seen.statuses}
     assert (BTC, SyncStatus.SYNCED, Reason.AUTHENTICATED) in statuses
     assert (BTC, SyncStatus.OUT_OF_SYNC, Reason.CONNECTION_LOST) in statuses
@@ -93,7 +94,7 @@ def test_a_wrong_secret_is_a_clear_status_and_bounded_retries_and_books_go_on():
 
     seen, auths, state = run(body(), timeout=30)
     assert state == (SyncStatus.UNSUBSCRIBED, SyncStatus.UNSUBSCRIBED, SyncStatus.SYNCED)
-    assert len(auths) == 6 and not any(ok for *_, ok in auths)  # 3 per socket, then no more
+    assert len(auths) == 9 and not any(ok for *_, ok in auths)  # 3 per socket, then no more
     failing = [s for s in seen.statuses if s.status is SyncStatus.FAILING]
     assert failing and all(s.reason is Reason.AUTH_FAILED for s in failing)
     assert "signature does not match" in failing[0].detail
@@ -103,9 +104,80 @@ def test_a_wrong_secret_is_a_clear_status_and_bounded_retries_and_books_go_on():
     assert not seen.quotes and not seen.notes
 
 
-def test_private_streams_need_credentials():
+async def _refusing_server(behaviour: str, seen: list[str]):  # noqa: ANN202
+    """A stand-in for BTSE refusing a key in ways it documents nothing about: closing the
+    socket without a word, or accepting and then sending an auth error."""
+    from websockets.asyncio.server import serve
+
+    async def handle(ws) -> None:  # noqa: ANN001
+        seen.append(ws.request.path)
+        await ws.recv()  # the auth
+        if behaviour == "close":
+            await ws.close(1008, "no")
+            return
+        await ws.recv()  # the subscribe
+        await ws.send('{"event":"subscribe","channel":["notificationApiV4"]}')
+        await asyncio.sleep(0.05)
+        await ws.send('{"severity":"ERROR","errors":[{"arg":"authKeyExpires",'
+                      '"error":{"code":1002,"message":"key revoked"}}]}')  # fmt: skip
+        await asyncio.sleep(5)
+
+    return await serve(handle, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize("behaviour", ["close", "error_after_auth"])
+def test_retries_are_bounded_however_the_exchange_refuses(behaviour):
+    async def body():
+        seen: list[str] = []
+        server = await _refusing_server(behaviour, seen)
+        port = server.sockets[0].getsockname()[1]
+        statuses: list[StatusChanged] = []
+        feed = Feed([], url=f"ws://127.0.0.1:{port}", notifications=True, credentials=GOOD,
+                    on_status=lambda e: statuses.append(e) if isinstance(e, StatusChanged)
+                    else None, auth_attempts=3, backoff=(0.02, 0.05))  # fmt: skip
+        async with feed:
+            await asyncio.sleep(2.0)
+            final = feed.status("notificationApiV4")
+        server.close()
+        return seen, statuses, final
+
+    seen, statuses, final = run(body(), timeout=20)
+    assert len(seen) == 3 and final is SyncStatus.UNSUBSCRIBED  # then no more sockets
+    assert statuses[-1].reason is Reason.AUTH_FAILED
+    refusals = [s for s in statuses if s.status is SyncStatus.FAILING]
+    assert len(refusals) == 3
+
+
+def test_short_keys_and_signatures_never_reach_a_log_at_any_level(caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # websockets' frames, client's and server's
+    key, secret = "AK7QZ", "s3cr3t-short"
+
+    async def body():
+        async with Simulator(symbols=["BTC-USD"], rate=50, api_keys={key: secret}) as sim:
+            seen = Seen()
+            async with Feed([], url=sim.url, notifications=True,
+                            credentials=Credentials(key, secret), on_status=seen.on_status,
+                            on_notification=seen.notes.append) as feed:  # fmt: skip
+                await feed.wait_synced(5)
+                await asyncio.sleep(0.5)
+            return seen, list(sim.private.auths)
+
+    seen, auths = run(body(), timeout=20)
+    assert seen.notes and auths and all(ok for *_, ok in auths)
+    signatures = [sign(secret, "/ws/spot", nonce) for _, nonce, _ in auths]
+    assert "authKeyExpires [redacted]" in caplog.text
+    for piece in [key, secret] + [p for s in signatures for p in (s[:10], s[-10:])]:
+        assert piece not in caplog.text
+
+
+def test_private_streams_need_credentials_and_may_be_named_as_topics():
     with pytest.raises(ArgumentError, match="need credentials"):
         Feed(["BTC-USD"], otc_quotes=[("BTC-USD", 1, "BTC")])
+    feed = Feed(["BTC-USD", "otc:BTC-USD:1:BTC", "notificationApiV4"], credentials=GOOD)
+    assert feed.topics == ["update:BTC-USD_0", BTC, "notificationApiV4"]
+    assert [len(t) for _, _, t in feed.connections] == [1, 1, 1]  # one socket each
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -117,13 +189,18 @@ def test_recorded_quotes_and_notifications_replay_and_export_and_no_file_or_log_
     tmp_path: Path,
 ):
     out, log = tmp_path / "rec", tmp_path / "recorder.log"
-    env = {**os.environ, "BTSE_API_KEY": TEST_API_KEY, "BTSE_API_SECRET": TEST_SECRET}
+    creds = tmp_path / "btse.toml"
+    creds.write_text(f'api_key = "{TEST_API_KEY}"\nsecret = "{TEST_SECRET}"\n')
+    os.chmod(creds, 0o600)
+    # a real key in the environment is never read with --sim (nor sent to the simulator)
+    env = {**os.environ, "BTSE_API_KEY": "REALKEY-do-not-send", "BTSE_API_SECRET": "real"}
     done = _cli("-vv", "record", "BTC-USD", "--sim", "--otc", "BTC-USD:1:BTC", "--otc",
-                "BTC-USD:100000:USD:buy", "--notifications", "--duration", "4s", "-o", str(out),
-                "--log-file", str(log), env=env)  # fmt: skip
+                "BTC-USD:100000:USD:buy", "--otc", "ETH-USD:5000:USD", "--notifications",
+                "--credentials", str(creds), "--duration", "4s", "-o", str(out),
+                "--log-file", str(log), "--log-format", "json", env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     text = log.read_text()
-    assert "environment (BTSE_API_KEY" in text and "authKeyExpires [redacted]" in text
+    assert "credentials from file" in text and "authKeyExpires [redacted]" in text
     raw = b""
     for file in sorted(out.glob("*.btrec.zst")):  # every frame of it, as zstdcat reads it
         with open(file, "rb") as f:
@@ -132,35 +209,44 @@ def test_recorded_quotes_and_notifications_replay_and_export_and_no_file_or_log_
     assert raw.count(b"notificationApiV4") > 3  # the file holds the private streams
     assert b"authKeyExpires" in raw and b"<redacted>" in raw  # the request, redacted
     nonces = [int(n) for n in re.findall(rb'authKeyExpires","args":\["<redacted>","(\d+)"', raw)]
-    assert len(nonces) == 2
-    secrets = [TEST_API_KEY, TEST_SECRET]
+    assert len(nonces) == 4  # three OTC sockets (one per stream) and the notifications'
+    secrets = [TEST_API_KEY, TEST_SECRET, "REALKEY"]
     secrets += [sign(TEST_SECRET, path, n) for n in nonces for path in ("/ws/otc", "/ws/spot")]
     for secret in secrets:
-        assert secret.encode() not in raw, "a secret in the recording"
-        assert secret not in text and secret not in done.stdout + done.stderr, "a secret logged"
+        for piece in (secret, secret[:12], secret[-12:]):  # truncated log lines too
+            assert piece.encode() not in raw, "a secret in the recording"
+            assert piece not in text and piece not in done.stdout + done.stderr, "logged"
 
     replayed = _cli("replay", str(out))
     assert replayed.returncode == 0, replayed.stderr
     assert "OTC quotes" in replayed.stdout and "own order notifications" in replayed.stdout
+    # a symbol only the private streams carry is a selectable symbol
+    only_otc = _cli("replay", str(out), "-s", "ETH-USD")
+    assert only_otc.returncode == 0 and "OTC quotes" in only_otc.stdout, only_otc.stderr
     otc_file, notes_file = tmp_path / "otc.npz", tmp_path / "notes.npz"
     assert _cli("export", str(out), "--otc", "-o", str(otc_file)).returncode == 0
     assert _cli("export", str(out), "--notifications", "-o", str(notes_file)).returncode == 0
     otc = np.load(otc_file)
-    assert len(otc["arrival_ns"]) >= 10
-    assert set(otc["topic"]) == {"otc:BTC-USD:1:BTC", "otc:BTC-USD:100000:USD:buy"}
+    topics = {"otc:BTC-USD:1:BTC", "otc:BTC-USD:100000:USD:buy", "otc:ETH-USD:5000:USD"}
+    assert set(otc["topic"]) == topics
+    eth = otc["topic"] == "otc:ETH-USD:5000:USD"
+    assert not otc["book_synced"][eth].any()  # its book was not recorded: NaN, never a guess
+    assert np.isnan(otc["book_buy_price"][eth]).all()
     synced = otc["book_synced"]
-    assert synced.mean() > 0.8
-    # the simulator quotes its book's price for the size plus 5 bps: the replayed book at
-    # each quote's arrival gives that back (the book and the quote cross two sockets, so
-    # a quote may now and then race a delta)
-    markup = otc["buy_markup_bps"][synced & ~np.isnan(otc["buy_markup_bps"])]
-    assert len(markup) > 5 and abs(np.median(markup) - 5.0) < 1e-6
+    # the simulator quotes its book's price for the size, 5 bps worse on each side: the
+    # replayed book at each quote's arrival gives that back, for base and quote-currency
+    # sizes (book and quote cross two sockets, so a quote may now and then race a delta)
+    for topic, side in [("otc:BTC-USD:1:BTC", "buy"), ("otc:BTC-USD:1:BTC", "sell"),
+                        ("otc:BTC-USD:100000:USD:buy", "buy")]:  # fmt: skip
+        rows = (otc["topic"] == topic) & synced
+        markup = otc[f"{side}_markup_bps"][rows]
+        assert len(markup) > 5 and abs(np.median(markup) - 5.0) < 1e-6, (topic, side)
     both_sides = (otc["topic"] == "otc:BTC-USD:1:BTC") & synced
     assert np.all(otc["otc_spread_bps"][both_sides] > otc["book_spread_bps"][both_sides])
     notes = np.load(notes_file)
     assert len(notes["order_id"]) >= 5
     assert set(notes["status_name"]) >= {"ORDER_INSERTED"}
-    assert not np.isnan(notes["book_bid"]).all()
+    assert not np.isnan(notes["book_bid"]).all() and set(notes["maker"]) <= {0, 1}
 
 
 def test_a_credentials_file_others_can_read_is_refused_before_anything_is_created(tmp_path):

@@ -142,3 +142,43 @@ def test_hostile_frames_are_bad_frames_never_exceptions(frame):
         events = sync.feed(2, frame)
         assert any(isinstance(e, BadFrame) for e in events), events
         assert sync.stats.bad_frames >= 1
+
+
+def test_an_error_that_is_not_about_the_key_is_reported_not_a_refusal():
+    sync = PrivateSync([BTC])
+    sync.subscribe([BTC], 1)
+    error = {"severity": "ERROR", "errors": [{"arg": "quote", "error": {
+        "code": 1002, "message": "Invalid quantity: below the minimum OTC size"}}]}  # fmt: skip
+    events = sync.feed(2, orjson.dumps(error))
+    assert [type(e) for e in events] == [ExchangeErrors] and sync.auth_failed is None
+
+
+def test_no_answer_in_time_or_a_socket_closed_unanswered_is_a_refusal():
+    sync = PrivateSync([NOTIFICATIONS], answer_timeout_s=10)
+    sync.subscribe([NOTIFICATIONS], 0)
+    assert sync.has_timers and sync.check_timeouts(9_000_000_000) == []
+    events = sync.check_timeouts(10_000_000_000)
+    assert statuses(events) == [(NOTIFICATIONS, SyncStatus.FAILING, Reason.AUTH_FAILED)]
+    assert "no private answer 10.0s" in events[0].detail and not sync.has_timers
+    sync.connection_lost(11)  # the Feed closed it: not a second refusal
+    assert sync.auth_failures == 1
+    sync.subscribe([NOTIFICATIONS], 12)
+    events = sync.connection_lost(13)  # closed on us before any answer (BTSE may do so)
+    assert sync.auth_failures == 2 and "closed before any private answer" in events[0].detail
+
+
+def test_refusals_in_a_row_count_until_a_session_works_and_ends_well():
+    sync = PrivateSync([NOTIFICATIONS])
+    ack = orjson.dumps({"event": "subscribe", "channel": [NOTIFICATIONS]})
+    error = orjson.dumps({"severity": "ERROR", "errors": [{"arg": "authKeyExpires", "error": {
+        "code": 1002, "message": "key revoked"}}]})  # fmt: skip
+    for attempt in range(1, 4):  # accepted, then refused (a revoked key): still in a row
+        sync.subscribe([NOTIFICATIONS], attempt)
+        sync.feed(attempt, ack)
+        sync.feed(attempt, error)
+        sync.connection_lost(attempt)
+        assert sync.auth_failures == attempt
+    sync.subscribe([NOTIFICATIONS], 9)
+    sync.feed(9, ack)
+    sync.connection_lost(10)  # a session that worked and ended without a refusal
+    assert sync.auth_failures == 0

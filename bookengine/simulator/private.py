@@ -61,7 +61,9 @@ class PrivateDesk:
         notification_interval: float = 0.3,
         notification_symbol: str = "BTC-USD",
         seed: int = 1,
+        spot_symbols: tuple[str, ...] = ("BTC-USD",),
     ) -> None:
+        self._spot = frozenset(spot_symbols)
         self.api_keys = dict(api_keys)
         self._model = model
         self.markup = markup_bps / 1e4
@@ -70,7 +72,7 @@ class PrivateDesk:
         self.notification_symbol = notification_symbol
         self._rnd = random.Random(f"private/{seed}")
         self._sessions: dict[int, _Session] = {}
-        self._last_nonce: dict[str, int] = {}
+        self._nonces: dict[str, set[int]] = {}  # per key, the nonces accepted (replays)
         self.auths: list[tuple[str, int, bool]] = []  # (key, nonce, accepted): for tests
         self._order_ids = itertools.count(1)
 
@@ -138,15 +140,20 @@ class PrivateDesk:
                 now_ms = time.time_ns() // 1_000_000
                 if secret is None:
                     why = "unknown API key"
-                elif not hmac.compare_digest(sign(secret, session.path, nonce), signature):
+                elif not hmac.compare_digest(
+                    sign(secret, session.path, nonce).encode(), signature.encode()
+                ):
                     why = "signature does not match"
                 elif abs(now_ms - nonce) > NONCE_WINDOW_MS:
                     why = "nonce too far from the server time"
-                elif nonce <= self._last_nonce.get(key, -1):
-                    why = "nonce already used"
+                elif nonce in self._nonces.setdefault(key, set()):
+                    why = "nonce already used"  # a replayed request
                 else:
                     ok = True
-                    self._last_nonce[key] = nonce
+                    used = self._nonces[key]
+                    if len(used) > 10_000:
+                        used.clear()  # older ones are out of the window anyway
+                    used.add(nonce)
                     session.key = key
         self.auths.append((str(key), nonce if nonce is not None else -1, ok))
         if not ok:
@@ -155,10 +162,9 @@ class PrivateDesk:
     def _quote_request(
         self, session: _Session, request: dict[str, Any], send: Callable[[bytes], None]
     ) -> None:
-        quantity = request.get("quantity")
-        symbol = request.get("symbol")
-        if not isinstance(quantity, dict) or not isinstance(symbol, str):
-            send(error_frame(1002, "Invalid request: symbol and quantity are required"))
+        why = _invalid_quote(request, self._spot)
+        if why is not None:  # answered, never stored: one bad request must not stop quotes
+            send(error_frame(1002, f"Invalid request: {why}", "quote"))
             return
         client_id = str(request.get("clOrderId") or f"anon-{len(session.quotes)}")
         session.quotes[client_id] = request
@@ -255,3 +261,22 @@ class PrivateDesk:
                 )  # fmt: skip
         data = {**order, "timestamp": now_ms}
         return orjson.dumps({"topic": session.notifications, "data": data})
+
+
+def _invalid_quote(request: dict[str, Any], spot: frozenset[str]) -> str | None:
+    """Why an OTC `quote` request cannot be served, or None."""
+    symbol, side, amount = request.get("symbol"), request.get("side"), request.get("quantity")
+    if not isinstance(symbol, str) or symbol not in spot:
+        return f"symbol must be a listed spot market, got {symbol!r}"
+    if side not in (None, "buy", "sell"):
+        return f"side must be buy or sell, got {side!r}"
+    if not isinstance(amount, dict):
+        return "quantity must be {quantity, currency}"
+    quantity, currency = amount.get("quantity"), amount.get("currency")
+    if isinstance(quantity, bool) or not isinstance(quantity, int | float):
+        return f"quantity must be a number, got {quantity!r}"
+    if not 0 < quantity < float("inf"):
+        return f"quantity must be > 0 and finite, got {quantity!r}"
+    if not isinstance(currency, str) or currency.upper() not in symbol.split("-"):
+        return f"currency must be {symbol}'s base or quote currency, got {currency!r}"
+    return None

@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bookengine import naming
+from bookengine.auth import RedactAuthFilter
 from bookengine.errors import ArgumentError, TopicError
 from bookengine.instruments import MARKETS_PATH
 from bookengine.simulator.faults import Faults, Injected
@@ -56,6 +57,8 @@ _TICK_S = 0.002
 _MAX_PER_TICK = 500
 _STALE_BACK = 3  # a stale snapshot is this many seqNums old
 POISON_SEQ = 2**62  # the seqNum of a `seq_poison` delta
+_LOG = logging.getLogger("websockets.server.simulator")
+_LOG.addFilter(RedactAuthFilter())
 _SERVED = {path: kind for kind, path in PATHS.items()}  # path -> (stream, market)
 _SERVED["/ws/otc"] = ("otc", "spot")  # OTC quotes: private, authenticated
 _RECENT_TRADES = 50  # the batch sent after a trade subscribe, newest first
@@ -193,6 +196,7 @@ class Simulator:
         self.private = PrivateDesk(
             keys, lambda symbol: self._topic(naming.canonical(symbol), 0).model,
             markup_bps=otc_markup_bps, notification_symbol=spot[0], seed=seed,
+            spot_symbols=tuple(spot),
         )  # fmt: skip
 
     # --- lifecycle --------------------------------------------------------------------
@@ -222,6 +226,7 @@ class Simulator:
             ping_interval=None,
             max_size=1 << 20,
             max_queue=None,
+            logger=_LOG,  # its frame log (at -vv) never shows an auth request
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._ticker = asyncio.create_task(self._tick_loop())
@@ -660,7 +665,10 @@ class Simulator:
             if per_second:
                 next_second = now + 1.0
             now_ms = time.time_ns() // 1_000_000
-            self.private.tick(now, self._send_to)
+            try:
+                self.private.tick(now, self._send_to)
+            except Exception:  # a bug on the private side must not stop the market
+                log.exception("simulator: the private desk failed; its quotes skip a tick")
             for topic in list(self._topics.values()):
                 if not topic.subscribers and not topic.l1 and not topic.trade_subs:
                     continue

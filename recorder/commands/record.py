@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     private.add_argument(
         "--credentials", default=None, metavar="FILE",
         help="a TOML file with api_key and secret, mode 0600 (default: the environment; "
-        "with --sim and none: the simulator's test key)",
+        "with --sim: the simulator's test key, the environment is not read)",
     )  # fmt: skip
     ops = parser.add_argument_group("running as a service")
     ops.add_argument(
@@ -241,15 +241,12 @@ def private_options(args: argparse.Namespace) -> dict[str, object]:
         quotes = [otc_request(q if q.startswith("otc:") else f"otc:{q}") for q in otc]
         if args.credentials:
             credentials = Credentials.from_file(args.credentials)
-        else:
-            try:
-                credentials = Credentials.from_env()
-            except BookEngineError:
-                if not args.sim:
-                    raise
-                from bookengine.simulator.private import TEST_API_KEY, TEST_SECRET
+        elif args.sim:  # the local simulator knows its test key only: a real key stays home
+            from bookengine.simulator.private import TEST_API_KEY, TEST_SECRET
 
-                credentials = Credentials(TEST_API_KEY, TEST_SECRET, "the simulator's test key")
+            credentials = Credentials(TEST_API_KEY, TEST_SECRET, "the simulator's test key")
+        else:
+            credentials = Credentials.from_env()
     except BookEngineError as exc:
         raise usage(str(exc)) from None
     return {
