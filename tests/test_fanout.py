@@ -111,7 +111,7 @@ def test_three_consumer_processes_keep_the_publishers_books_through_a_redis_rest
                 for proc in procs:
                     proc.send_signal(signal.SIGTERM)
                 for proc in procs:
-                    assert await asyncio.to_thread(proc.wait, 10) == 0
+                    assert await asyncio.to_thread(proc.wait, 30) == 0
             assert publisher.stats.reconnects >= 1 and publisher.stats.unpublished > 0
             return tap.digests, [orjson.loads(out.read_bytes()) for out in outs]
 
@@ -119,15 +119,16 @@ def test_three_consumer_processes_keep_the_publishers_books_through_a_redis_rest
     for seen in consumers:
         assert_same_books(seen["digests"], publishers, at_least=500)
         stats = seen["stats"]
-        assert stats["holes"] >= 2  # one per stream: the restart lost entries
+        # the restart: every book dropped while Redis could not be read, then joined
+        # again at a checkpoint the publisher wrote once Redis was back
+        assert stats["reconnects"] >= 1
         assert stats["checkpoints_adopted"] >= 4  # the late join, then after the restart
         assert stats["digests_checked"] > 0 and stats["digest_mismatches"] == 0
-        assert ["update:BTC-PERP_0", "out_of_sync", "stream_hole"] in seen["statuses"]
         assert seen["final"] == {"BTC-USD": "synced", "BTC-PERP": "synced"}
         for topic in ("update:BTC-USD_0", "update:BTC-PERP_0"):  # books again after it
             mine = [s[1:] for s in seen["statuses"] if s[0] == topic]
-            last_hole = max(i for i, s in enumerate(mine) if s[1] == "stream_hole")
-            assert ["synced", "snapshot"] in mine[last_hole:]
+            lost = max(i for i, s in enumerate(mine) if s == ["out_of_sync", "connection_lost"])
+            assert ["synced", "snapshot"] in mine[lost:]
 
 
 def test_the_publisher_never_waits_for_redis_and_consumers_recover_when_it_is_back(

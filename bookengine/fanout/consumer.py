@@ -34,6 +34,7 @@ from bookengine.events import (
     Event,
     ExchangeErrors,
     L1Quote,
+    Reason,
     StatusChanged,
     SyncStatus,
     TopOfBook,
@@ -63,6 +64,7 @@ class RedisFeedStats:
     bad_entries: int = 0
     trades: int = 0
     reconnects: int = 0
+    last_error: str = ""
     callback_errors: int = 0
     dropped: int = 0  # events an `async for` reader did not take in time (oldest first)
     # publisher arrival -> callback, microseconds, over the last 4096 tops
@@ -77,6 +79,9 @@ class RedisFeed:
     `join`: "checkpoint" (default) starts from each stream's latest checkpoint, so a
     book is there at once; "live" starts with the next checkpoint the publisher writes.
     `trades=True` also follows the symbols' trades (new ones, from now on).
+    `stale_after`: a synced book whose publisher wrote nothing for this long (its
+    checkpoints come every few seconds) goes out of sync; so does every book while Redis
+    cannot be read (then they join again at the latest checkpoint).
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class RedisFeed:
         join: str = "checkpoint",
         block: float = 1.0,
         count: int = 1000,
+        stale_after: float = 15.0,
         queue_size: int = 10_000,
         backoff: tuple[float, float] = (0.1, 5.0),
     ) -> None:
@@ -127,6 +133,9 @@ class RedisFeed:
         self._trade_keys = {self.keys.trades(s) for s in symbols} if trades or on_trade else set()
         self.join = join
         self.block_ms = int(block * 1000)
+        if stale_after <= 0:
+            raise ArgumentError("stale_after must be > 0 seconds")
+        self.stale_after = stale_after
         self.count = count
         self.queue_size = queue_size
         self.backoff = backoff
@@ -149,21 +158,32 @@ class RedisFeed:
         self._closed = asyncio.Event()
         self._redis: Any = None
         self.positions: dict[str, bytes | str] = {}  # stream key -> last entry id read
+        self._joining = True
+        self._stopping = False
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._task is None:
+            self._closed.clear()  # a feed closed and started again runs again
+            # a hung Redis must not block XREAD forever: the block time plus a margin
             self._redis = self._aioredis.from_url(
-                self.redis_url, socket_timeout=None, socket_connect_timeout=2.0
+                self.redis_url,
+                socket_timeout=self.block_ms / 1000 + 5.0,
+                socket_connect_timeout=2.0,
+                socket_keepalive=True,
             )
             self._task = asyncio.create_task(self._read_loop(), name="bookengine-redisfeed")
 
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            # redis-py may turn a cancelled read into one of its errors: the loop then
+            # sees `_stopping` and ends, and is waited for a bounded time only
+            self._stopping = True
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.wait({task}, timeout=2.0)
+            self._stopping = False
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
@@ -256,36 +276,68 @@ class RedisFeed:
         aioredis = self._aioredis
         url = redacted(self.redis_url)
         attempt = 0
-        while True:
+        while not self._stopping:
             try:
-                if not self.positions:
-                    await self._join()
                 if attempt:
                     await self._redis.ping()
                     attempt = 0
                     await self._deliver([Connected(0, url, tuple(self.followers))])
+                if self._joining:
+                    await self._join()
                 reply = await self._redis.xread(
                     self.positions, count=self.count, block=self.block_ms
                 )
                 for name, entries in reply or ():
                     await self._take(name.decode(), entries)
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                await self._check_stale()
+            except aioredis.RedisError as exc:  # lost, hung, or refused (a key's type...)
+                if self._stopping:
+                    return
                 attempt += 1
                 self._stats.reconnects += 1
+                self._stats.last_error = f"{type(exc).__name__}: {exc}"
                 first, cap = self.backoff
                 delay = min(cap, first * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
                 if attempt == 1:
-                    log.warning("redisfeed: lost %s (%s); retrying", url, exc)
-                await self._deliver([Reconnecting(0, url, attempt, delay, str(exc))])
+                    log.warning("redisfeed: %s: %s; retrying", url, self._stats.last_error)
+                # the books cannot be trusted while the stream cannot be read: dropped, and
+                # joined again (at the latest checkpoint) once it can
+                now = time.time_ns()
+                lost = [e for f in self.followers.values()
+                        for e in f.lost(now, Reason.CONNECTION_LOST, f"redis: {exc}")]  # fmt: skip
+                if not self._joining:  # joined: join afresh; mid-join: go on where it was
+                    self.positions.clear()
+                self._joining = True
+                await self._deliver([*lost, Reconnecting(0, url, attempt, delay, str(exc))])
                 await asyncio.sleep(delay)
+
+    async def _check_stale(self) -> None:
+        """A book whose publisher wrote nothing for `stale_after` seconds (checkpoints come
+        every few seconds even on a quiet market) is dropped: the publisher is gone."""
+        now = time.time_ns()
+        limit = int(self.stale_after * 1e9)
+        for follower in self.followers.values():
+            if (
+                not follower.is_l1
+                and follower.status is SyncStatus.SYNCED
+                and now - follower.last_ns > limit
+            ):
+                silent = (now - follower.last_ns) / 1e9
+                detail = f"nothing from the publisher for {silent:.0f}s"
+                await self._deliver(follower.lost(now, Reason.STREAM_HOLE, detail))
 
     async def _join(self) -> None:
         """Where each stream starts: its latest checkpoint (or the start of what Redis
-        keeps, where a publisher run may begin), or only what comes next."""
-        redis, positions = self._redis, {}
+        keeps, where a publisher run may begin), or only what comes next (`join="live"`,
+        and L1 streams: a quote is whole, old ones are of no use). Each stream's start is
+        kept as soon as it is known: a retry after a failure here does not apply a
+        checkpoint twice."""
+        redis, positions = self._redis, self.positions
         for raw_key, follower in self._by_raw_key.items():
+            if raw_key in positions:
+                continue
             start: bytes | str = "0-0"
-            if self.join == "live":
+            if self.join == "live" or follower.is_l1:
                 start = await self._last_id(raw_key)
             else:
                 entry_id = await redis.get(self.keys.checkpoint(follower.key))
@@ -295,8 +347,9 @@ class RedisFeed:
                     start = entry_id
             positions[raw_key] = start
         for trade_key in self._trade_keys:
-            positions[trade_key] = await self._last_id(trade_key)
-        self.positions = positions
+            if trade_key not in positions:
+                positions[trade_key] = await self._last_id(trade_key)
+        self._joining = False
 
     async def _last_id(self, key: str) -> bytes | str:
         """The id of a stream's newest entry: reading after it is "from now on" (XREAD's

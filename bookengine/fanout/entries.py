@@ -160,8 +160,10 @@ def decode_records(fields: dict[bytes, bytes]) -> list[Entry]:
     return records
 
 
-def encode_call(call: str, topics: list[str]) -> bytes:
-    return orjson.dumps({"call": call, "topics": topics})
+def encode_call(call: str, topics: list[str], settings: dict[str, object] | None = None) -> bytes:
+    """A call into BookSync; a subscribe carries the core's settings (snapshot timeout,
+    recovery policy) so that a consumer's core reports the same statuses."""
+    return orjson.dumps({"call": call, "topics": topics, **(settings or {})})
 
 
 def _num(value: float | None) -> bytes:

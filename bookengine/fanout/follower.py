@@ -18,13 +18,14 @@ so its book equals the publisher's at every seq. What it adds is the fan-out's o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from bookengine.book import OrderBook
 from bookengine.events import Event, Reason, StatusChanged, SyncStatus
 from bookengine.fanout.entries import CALL, CHECKPOINT, FRAME, STOP, Entry
-from bookengine.sync import BookSync
+from bookengine.sync import BookSync, RecoveryPolicy
 from bookengine.wire import Topic
 
 
@@ -56,7 +57,9 @@ class StreamFollower:
         self.epoch: bytes | None = None
         self.n = 0  # the last entry read
         self.joined = False
-        self.sync = BookSync(book_updates=book_updates)
+        self.last_ns = 0  # the publisher's time of the last record read (staleness)
+        self._settings: dict[str, Any] = {}
+        self.sync = self._new_sync()
 
     # --- queries ----------------------------------------------------------------------
 
@@ -73,8 +76,25 @@ class StreamFollower:
     # --- input ------------------------------------------------------------------------
 
     def apply(self, entry: Entry) -> list[Event]:
-        """The next entry read from the stream: the events it causes."""
+        """The next entry read from the stream: the events it causes. A record that makes
+        no sense (a call that is not JSON...) is a hole, never an exception."""
+        try:
+            return self._apply(entry)
+        except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as exc:
+            return self.bad_entry(entry.ns, f"{type(exc).__name__}: {exc}")
+
+    def lost(self, now_ns: int, reason: Reason, detail: str) -> list[Event]:
+        """The stream cannot be trusted any more (Redis lost, the publisher silent): drop
+        the book and join again."""
+        events: list[Event] = []
+        if self.joined:
+            self._leave(now_ns, reason, detail, events)
+        self.epoch = None
+        return events
+
+    def _apply(self, entry: Entry) -> list[Event]:
         self.stats.entries += 1
+        self.last_ns = entry.ns
         events: list[Event] = []
         if entry.epoch != self.epoch or entry.n != self.n + 1:
             if self.epoch is not None or self.joined:
@@ -145,7 +165,16 @@ class StreamFollower:
                 )
             )  # fmt: skip
         self.joined = False
-        self.sync = BookSync(book_updates=self.book_updates)
+        self.sync = self._new_sync()
+
+    def _new_sync(self) -> BookSync:
+        settings = self._settings
+        recovery = settings.get("recovery")
+        return BookSync(
+            book_updates=self.book_updates,
+            snapshot_timeout_s=float(settings.get("snapshot_timeout_s", 10.0)),
+            recovery=RecoveryPolicy(**recovery) if isinstance(recovery, dict) else None,
+        )
 
     def _adopt(self, entry: Entry, events: list[Event]) -> list[Event]:
         """Take the publisher's book from a checkpoint (a snapshot frame of the stream)."""
@@ -178,6 +207,10 @@ class StreamFollower:
         sync = self.sync
         if name == "subscribe":
             mine = [t for t in topics if _key(t) == self.key]
+            settings = {k: call[k] for k in ("snapshot_timeout_s", "recovery") if k in call}
+            if mine and settings and settings != self._settings:
+                self._settings = settings  # the publisher's core: the same statuses
+                self.sync = sync = self._new_sync()  # a subscribe starts afresh anyway
             return sync.subscribe(mine, entry.ns) if mine else []
         if name == "unsubscribe":
             mine = [t for t in topics if _key(t) == self.key]

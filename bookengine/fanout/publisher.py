@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import secrets
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,7 @@ from bookengine.fanout.entries import (
     encode_trade,
 )
 from bookengine.private import is_private
+from bookengine.sync import RecoveryPolicy
 from bookengine.wire import Topic, encode_checkpoint
 
 if TYPE_CHECKING:
@@ -65,21 +68,31 @@ def import_redis() -> Any:
 
 
 def redacted(url: str) -> str:
-    """A Redis URL fit for a log line: its password replaced."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    auth, _, host = rest.rpartition("@")
-    user = auth.split(":", 1)[0] if ":" in auth else ""
-    return f"{scheme}{sep}{user}:***@{host}"
+    """A Redis URL fit for a log line: a password (in the authority or as `?password=`)
+    replaced by `***`."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        auth, _, host = netloc.rpartition("@")
+        user, colon, _ = auth.partition(":")
+        netloc = f"{user}:***@{host}" if colon else f"{user}@{host}"
+    query = urlencode(
+        [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)],
+        safe="*",
+    )
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 @dataclass
 class PublisherStats:
     queued: int = 0  # raw entries numbered and queued
     published: int = 0  # raw entries Redis acknowledged
-    unpublished: int = 0  # raw entries lost to a Redis failure (consumers see a hole)
-    dropped: int = 0  # raw entries dropped by a full queue (Redis too slow)
+    unpublished: int = 0  # raw records lost to a Redis failure (consumers see a hole)
+    dropped: int = 0  # raw records dropped by a full queue (Redis too slow)
+    refused: int = 0  # writes Redis refused (a key of the wrong type, out of memory...)
+    dropped_others: int = 0  # trades and status changes dropped by their full queue
     checkpoints: int = 0
     tops: int = 0  # conflated top-of-book entries written
     trades: int = 0
@@ -143,6 +156,12 @@ class RedisPublisher:
             parsed = [Topic.parse(t) for t in topics if not is_private(t)]  # not fanned out
             self._conn_keys[conn_id] = frozenset(t.key for t in parsed if t.kind in _BOOK_KINDS)
         self._topic_keys: dict[str, str | None] = {}
+        # what a consumer's BookSync needs to report the same statuses as the Feed's
+        recovery = feed.recovery or RecoveryPolicy()
+        self._settings = {
+            "snapshot_timeout_s": feed.snapshot_timeout,
+            "recovery": dataclasses.asdict(recovery),
+        }
         scanner = _book_module.Scanner
         self._scanner = scanner() if scanner is not None else None
         self._n: dict[str, int] = {}
@@ -154,6 +173,7 @@ class RedisPublisher:
         self._redis: Any = None
         self._down_since: float | None = None
         self._inflight = 0  # entries taken from the queue, not yet acknowledged
+        self._stopping = False
         self._closing = False
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -164,34 +184,42 @@ class RedisPublisher:
         self._redis = self._aioredis.from_url(
             self.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
         )
+        self._closing = False  # a publisher closed and started again publishes again
         self._tasks = [
             asyncio.create_task(self._write_loop(), name="bookengine-publish"),
             asyncio.create_task(self._checkpoint_loop(), name="bookengine-checkpoints"),
         ]
 
     async def close(self) -> None:
-        """Tell consumers the streams stop here, write what is queued (for at most
-        `close_timeout` seconds), and disconnect."""
-        if self._closing:
+        """Write what is queued (for at most `close_timeout` seconds), tell consumers the
+        streams stop here, and disconnect. What could not be written in time is counted
+        (`unpublished`) and dropped before the stop records, whose numbers then show
+        consumers the hole; no checkpoint is taken once closing began."""
+        if self._closing or not self._tasks:
             return
         self._closing = True
-        for key in sorted(set().union(*self._conn_keys.values()) if self._conn_keys else ()):
-            self._queue_entry(key, STOP, time.time_ns(), b"publisher stopped")
-        self._wake.set()
-        deadline = time.monotonic() + self.close_timeout
-        while self._pending() and self._tasks and time.monotonic() < deadline:
-            if self._tasks[0].done():
-                break
-            await asyncio.sleep(0.01)
-        for task in self._tasks:
+        writer, *others = self._tasks
+        for task in others:  # the checkpoints first: a stopped Feed's books are not live
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*others, return_exceptions=True)
+        await self._drain(self.close_timeout)
         left = len(self._queue)
         if left:
             self.stats.unpublished += left
-            log.warning("publisher: %d entries not written before close", left)
-            self._queue.clear()
+            log.warning("publisher: %d records not written before close: dropped, the "
+                        "stop records follow", left)  # fmt: skip
+            self._lose_queue(count_inflight=False)
+        for key in sorted(set().union(*self._conn_keys.values()) if self._conn_keys else ()):
+            self._queue_entry(key, STOP, time.time_ns(), b"publisher stopped")
+        await self._drain(min(1.0, self.close_timeout))
+        self._stopping = True  # redis-py may turn a cancelled write into one of its errors
+        writer.cancel()
+        await asyncio.wait({writer}, timeout=2.0)
+        self._stopping = False
+        self._tasks = []
+        self.stats.unpublished += len(self._queue) + self._inflight  # never half-counted
+        self._queue.clear()
+        self._inflight = 0
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
@@ -207,7 +235,14 @@ class RedisPublisher:
         await self.close()
 
     def _pending(self) -> bool:
-        return bool(self._queue or self._tops or self._others)
+        return bool(self._queue or self._tops or self._others or self._inflight)
+
+    async def _drain(self, timeout: float) -> None:
+        """Wait until the writer wrote everything queued (or `timeout`, or it died)."""
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        while self._pending() and time.monotonic() < deadline and not self._tasks[0].done():
+            await asyncio.sleep(0.005)
 
     # --- the tap: runs on the Feed's reader, so only queues ---------------------------
 
@@ -241,11 +276,12 @@ class RedisPublisher:
         keys = self._conn_keys.get(conn_id)
         if not keys:
             return
-        if topics:  # subscribe: each stream gets its own name only
+        if topics:  # subscribe: each stream gets its own name only, and the core's settings
+            settings = self._settings
             for topic in topics:
                 key = self._key_of(topic)
                 if key in keys:
-                    self._queue_entry(key, CALL, now_ns, encode_call(call, [topic]))
+                    self._queue_entry(key, CALL, now_ns, encode_call(call, [topic], settings))
         else:  # connection_lost, check_timeouts: about every stream of the connection
             payload = encode_call(call, [])
             for key in keys:
@@ -261,12 +297,18 @@ class RedisPublisher:
         if type(event) is TopOfBook:
             self._tops[event.topic] = event  # conflated: the newest of each stream
         elif type(event) is Trade:
-            self._others.append((self.keys.trades(event.symbol), encode_trade(event)))
+            self._other(self.keys.trades(event.symbol), encode_trade(event))
         elif type(event) is StatusChanged:
-            self._others.append((self.keys.status(), encode_status(event)))
+            self._other(self.keys.status(), encode_status(event))
         else:
             return
         self._wake.set()
+
+    def _other(self, key: str, fields: dict[bytes, bytes]) -> None:
+        others = self._others
+        if len(others) == others.maxlen:
+            self.stats.dropped_others += 1  # the oldest trade or status goes
+        others.append((key, fields))
 
     def _route(self, raw: bytes) -> str | None:
         """The stream a frame belongs to, `_ALL` for a control frame, None for a frame
@@ -348,7 +390,7 @@ class RedisPublisher:
     async def _write_loop(self) -> None:
         redis_errors = (self._aioredis.ConnectionError, self._aioredis.TimeoutError, OSError)
         failures = 0
-        while True:
+        while not self._stopping:
             if not self._pending():
                 self._wake.clear()
                 await self._wake.wait()
@@ -359,14 +401,18 @@ class RedisPublisher:
                 await self._write_some()
                 failures = 0
             except redis_errors as exc:
+                if self._stopping:
+                    return
                 failures += 1
                 self._down(exc)
                 first, cap = self.backoff
                 await asyncio.sleep(min(cap, first * 2 ** (failures - 1)) * random.uniform(0.5, 1))
-            except self._aioredis.RedisError as exc:  # refused by Redis (wrong type, OOM...)
-                self.stats.last_error = str(exc)
-                log.error("publisher: Redis refused a write: %s", exc)
+            except self._aioredis.RedisError as exc:  # refused whole (a broken pipeline...)
+                if self._stopping:
+                    return
+                self._refused(str(exc), self._inflight)
                 self._lose_queue()
+                self.checkpoint()  # consumers see a hole: give them a join point
                 await asyncio.sleep(self.backoff[0])
 
     def _up(self) -> None:
@@ -393,10 +439,18 @@ class RedisPublisher:
         self.stats.connected = False
         self._lose_queue()
 
-    def _lose_queue(self) -> None:
+    def _refused(self, error: str, count: int) -> None:
+        """Redis refused writes (a key of the wrong type, out of memory...): counted and
+        logged, once per kind of error until a write succeeds again."""
+        self.stats.refused += count
+        if error != self.stats.last_error:
+            log.error("publisher: Redis refused %d write(s): %s", count, error)
+        self.stats.last_error = error
+
+    def _lose_queue(self, count_inflight: bool = True) -> None:
         """What is queued when Redis fails is not kept: consumers would only replay stale
         entries across the hole anyway."""
-        self.stats.unpublished += len(self._queue) + self._inflight
+        self.stats.unpublished += len(self._queue) + (self._inflight if count_inflight else 0)
         self._inflight = 0
         self._queue.clear()
         self._tops.clear()
@@ -405,9 +459,10 @@ class RedisPublisher:
     async def _write_some(self) -> None:
         """One pipeline: up to `batch` records, one entry per stream, plus the conflated
         tops, trades and status changes. A checkpoint is an entry of its own, written
-        alone to learn its id (after what was queued before it)."""
+        alone to learn its id (after what was queued before it). Each command's result is
+        counted on its own: one refused write (a key of the wrong type, out of memory)
+        loses its records only, and a checkpoint follows it."""
         redis, keys, queue = self._redis, self.keys, self._queue
-        pipe = redis.pipeline(transaction=False)
         groups: dict[str, list[Entry]] = {}
         taken = 0
         while queue and taken < self.batch:
@@ -418,43 +473,63 @@ class RedisPublisher:
                 groups.setdefault(key, []).append(entry)
                 continue
             if groups:
-                count = self._add_groups(pipe, groups)
-                await pipe.execute()
-                self._published(count)
+                await self._execute(groups, {}, ())
                 groups = {}
-            entry_id = await redis.xadd(
-                keys.raw(key), encode_entry(entry), maxlen=self.maxlen, approximate=True
-            )
-            await redis.set(keys.checkpoint(key), entry_id)
+            try:
+                entry_id = await redis.xadd(
+                    keys.raw(key), encode_entry(entry), maxlen=self.maxlen, approximate=True
+                )
+                await redis.set(keys.checkpoint(key), entry_id)
+            except self._aioredis.ResponseError as exc:
+                self._inflight -= 1
+                self.stats.unpublished += 1
+                self._refused(str(exc), 1)
+                continue
             self._published(1)
             self.stats.checkpoints += 1
-        count = self._add_groups(pipe, groups)
         tops, self._tops = self._tops, {}
+        others = list(self._others)
+        self._others.clear()
+        await self._execute(groups, tops, others)
+
+    async def _execute(
+        self,
+        groups: dict[str, list[Entry]],
+        tops: dict[str, TopOfBook],
+        others: Sequence[tuple[str, dict[bytes, bytes]]],
+    ) -> None:
+        keys, maxlen = self.keys, self.maxlen
+        pipe = self._redis.pipeline(transaction=False)
+        counts = []
+        for key, records in groups.items():
+            pipe.xadd(keys.raw(key), encode_batch(records), maxlen=maxlen, approximate=True)
+            counts.append(len(records))
         for key, top in tops.items():
             pipe.xadd(keys.top(key), encode_top(top), maxlen=self.top_maxlen, approximate=True)
-        others = self._others
-        trades = statuses = 0
-        while others:
-            key, fields = others.popleft()
-            pipe.xadd(key, fields, maxlen=self.maxlen, approximate=True)
-            if key == keys.status():
-                statuses += 1
+        for key, fields in others:
+            pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
+        results = await pipe.execute(raise_on_error=False)
+        refused_raw = 0
+        for count, result in zip(counts, results, strict=False):
+            self._inflight -= count
+            if isinstance(result, Exception):
+                refused_raw += count
+                self.stats.unpublished += count
+                self._refused(str(result), count)
             else:
-                trades += 1
-        await pipe.execute()
-        self._published(count)
-        self.stats.tops += len(tops)
-        self.stats.trades += trades
-        self.stats.statuses += statuses
-
-    def _add_groups(self, pipe: Any, groups: dict[str, list[Entry]]) -> int:
-        """One entry per stream for its records; how many records."""
-        count = 0
-        for key, records in groups.items():
-            fields = encode_batch(records)
-            pipe.xadd(self.keys.raw(key), fields, maxlen=self.maxlen, approximate=True)
-            count += len(records)
-        return count
+                self.stats.published += count
+        status_key = keys.status()
+        for (key, _), result in zip(others, results[len(counts) + len(tops) :], strict=False):
+            if isinstance(result, Exception):
+                self._refused(str(result), 1)
+            elif key == status_key:
+                self.stats.statuses += 1
+            else:
+                self.stats.trades += 1
+        top_results = results[len(counts) : len(counts) + len(tops)]
+        self.stats.tops += sum(not isinstance(r, Exception) for r in top_results)
+        if refused_raw:
+            self.checkpoint()  # the records lost leave a hole: a join point after it
 
     def _published(self, count: int) -> None:
         self.stats.published += count
