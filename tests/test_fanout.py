@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -16,7 +17,7 @@ import pytest
 
 from bookengine.events import BookUpdate, Reason, StatusChanged, SyncStatus, Trade
 from bookengine.feed import Feed
-from bookengine.simulator import Simulator
+from bookengine.simulator import Faults, Simulator
 from tests.conftest import need_extra
 from tests.redis_server import redis_server  # noqa: F401  (the fixture)
 from tests.simclient import FAST, run
@@ -249,9 +250,9 @@ def test_tops_trades_and_statuses_are_published_for_light_consumers(redis_server
                 await feed.wait_synced(5)
                 async with RedisFeed(SYMBOLS, redis_server.url, on_trade=received.append):
                     await asyncio.sleep(2.0)
-                book = feed.book("BTC-PERP")
-                seq = feed.last_seq("BTC-PERP")
-            await asyncio.sleep(0.2)
+            # read once the feed stopped (and the publisher wrote its last top)
+            book = feed._conn_of("BTC-PERP", 0).sync.book("BTC-PERP")
+            seq = feed.last_seq("BTC-PERP")
             _, fields = (await client.xrevrange(keys.top("update:BTC-PERP_0"), count=1))[0]
             statuses = await client.xrange(keys.status())
         await client.aclose()
@@ -312,3 +313,134 @@ def test_watch_follows_a_publisher_through_redis(redis_server):  # noqa: F811
     assert publisher.returncode == 0, err
     refused = _cli("watch", "BTC-USD", "--redis", redis_server.url, "--sim")
     assert refused.returncode == 2 and "no --url or --sim" in refused.stderr
+
+
+class StatusTap(DigestTap):
+    """The publisher's statuses as its core emitted them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: list[tuple[str, str, str]] = []
+
+    def on_event(self, conn_id: int, event: object) -> None:
+        super().on_event(conn_id, event)
+        if type(event) is StatusChanged:
+            self.statuses.append((event.topic, event.status.value, event.reason.value))
+
+
+def test_a_consumer_lives_the_publishers_faults_as_the_publisher_did(redis_server):  # noqa: F811
+    """Gaps, error frames, crossed books, stale snapshots and dropped sockets on the
+    publisher's side: a consumer from the first record has the same statuses, in order,
+    and the same books."""
+    faults = Faults(drop=0.004, error_frame=0.003, crossed=0.002, stale_snapshot=0.05)
+
+    async def body():
+        async with Simulator(symbols=SYMBOLS, rate=250, faults=faults) as sim:
+            seen = Seen()
+            consumer = RedisFeed(SYMBOLS, redis_server.url, on_book=seen.on_book,
+                                 on_status=seen.on_status)  # fmt: skip
+            async with consumer:
+                tap = StatusTap()
+                feed = Feed(SYMBOLS, url=sim.url, book_updates=True, tap=tap, **FAST)
+                async with RedisPublisher(feed, redis_server.url, checkpoint_interval=0.3), feed:
+                    await asyncio.sleep(2.5)
+                    await sim.disconnect_all()  # the publisher's sockets drop (1006)
+                    await asyncio.sleep(2.5)
+                await asyncio.sleep(0.5)
+            return tap, seen, feed.stats()
+
+    tap, seen, stats = run(body(), timeout=40)
+    assert stats.gaps > 0 and stats.reconnects > 0  # the faults happened
+    mine = [(s.topic, s.status.value, s.reason.value) for s in seen.statuses
+            if s.reason not in (Reason.PUBLISHER_STOPPED,)]  # fmt: skip
+    for topic in ("update:BTC-USD_0", "update:BTC-PERP_0"):  # each stream in its order
+        assert [m for m in mine if m[0] == topic] == [t for t in tap.statuses if t[0] == topic]
+    assert {r for _, _, r in mine} >= {"gap", "connection_lost", "snapshot"}
+    assert_same_books(seen.digests, tap.digests, at_least=500)
+
+
+def test_refused_writes_and_wrong_keys_are_counted_and_the_books_go_on(redis_server):  # noqa: F811
+    async def body():
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(redis_server.url)
+        await client.set("btse:trades:BTC-PERP", "not a stream")  # someone else's key
+        await client.set("btse:raw:update:BTC-USD_0", "not a stream either")
+        async with Simulator(symbols=SYMBOLS, rate=200, trade_tape=True) as sim:
+            feed = Feed(SYMBOLS, url=sim.url, trades=True, **FAST)
+            publisher = RedisPublisher(feed, redis_server.url, checkpoint_interval=0.3)
+            async with publisher, feed:
+                await feed.wait_synced(5)
+                consumer = RedisFeed(SYMBOLS, redis_server.url, backoff=(0.05, 0.2))
+                async with consumer:
+                    await asyncio.sleep(1.5)
+                    blocked = (consumer.status("BTC-PERP"), consumer.stats().last_error)
+                    await client.delete("btse:raw:update:BTC-USD_0")
+                    await consumer.wait_synced(8)
+        await client.aclose()
+        return publisher.stats, blocked
+
+    stats, (status, error) = run(body(), timeout=40)
+    # one stream of the wrong type fails every XREAD: said, retried, and over once fixed
+    assert status is not SyncStatus.SYNCED and "WRONGTYPE" in error
+    assert stats.refused > 0 and "WRONGTYPE" in stats.last_error
+    assert stats.published > 0 and stats.trades > 0  # BTC-USD's trades went through
+    assert stats.queued == stats.published + stats.unpublished + stats.dropped
+
+
+def test_live_join_l1_streams_and_a_silent_publisher(redis_server):  # noqa: F811
+    async def body():
+        from bookengine.events import L1Quote
+
+        async with Simulator(symbols=SYMBOLS, rate=200) as sim:
+            feed = Feed([*SYMBOLS, "snapshotL1:BTC-USD"], url=sim.url, **FAST)
+            publisher = RedisPublisher(feed, redis_server.url, checkpoint_interval=0.3)
+            await publisher.start()
+            await feed.start()
+            await feed.wait_synced(5)
+            await asyncio.sleep(1.0)  # quotes pile up in Redis before the consumers come
+            quotes: list[L1Quote] = []
+            seen = Seen()
+            late = RedisFeed(["snapshotL1:BTC-USD"], redis_server.url, on_l1=quotes.append)
+            live = RedisFeed(["BTC-PERP"], redis_server.url, join="live",
+                             on_status=seen.on_status, stale_after=1.0)  # fmt: skip
+            async with late, live:
+                joined = time.time_ns()
+                await live.wait_synced(5)
+                await asyncio.sleep(0.5)
+                # the publisher dies without a word (no stop records)
+                for task in publisher._tasks:
+                    task.cancel()
+                await feed.close()
+                await asyncio.sleep(2.5)
+                stats = live.stats()
+            await publisher.close()
+            return quotes, joined, seen, stats
+
+    quotes, joined, seen, stats = run(body(), timeout=30)
+    assert quotes and quotes[0].arrival_ns > joined - 500_000_000  # not the backlog
+    assert stats.checkpoints_adopted >= 1  # "live": joined at the next checkpoint
+    last = seen.statuses[-1]
+    assert last.status is SyncStatus.OUT_OF_SYNC and "nothing from the publisher" in last.detail
+
+
+def test_close_with_redis_gone_counts_every_record_and_returns(redis_server):  # noqa: F811
+    async def body():
+        async with Simulator(symbols=SYMBOLS, rate=300) as sim:
+            feed = Feed(SYMBOLS, url=sim.url, **FAST)
+            publisher = RedisPublisher(feed, redis_server.url, close_timeout=1.0)
+            async with feed:
+                await publisher.start()
+                await feed.wait_synced(5)
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(redis_server.kill)
+                await asyncio.sleep(0.5)
+                started = time.monotonic()
+                await publisher.close()
+                took = time.monotonic() - started
+        return publisher.stats, took
+
+    stats, took = run(body(), timeout=30)
+    assert stats.published > 0 and stats.unpublished > 0
+    assert stats.queued == stats.published + stats.unpublished + stats.dropped
+    assert not stats.connected and took < 10  # bounded: never waits on a dead Redis

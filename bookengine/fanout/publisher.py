@@ -205,7 +205,6 @@ class RedisPublisher:
         await self._drain(self.close_timeout)
         left = len(self._queue)
         if left:
-            self.stats.unpublished += left
             log.warning("publisher: %d records not written before close: dropped, the "
                         "stop records follow", left)  # fmt: skip
             self._lose_queue(count_inflight=False)
@@ -347,6 +346,8 @@ class RedisPublisher:
         seq: int | None = None,
         digest: str | None = None,
     ) -> None:
+        if self._closing and kind != STOP:
+            return  # closing: the stop records are the streams' last
         n = self._n.get(key, 0) + 1
         self._n[key] = n
         queue = self._queue
@@ -450,8 +451,10 @@ class RedisPublisher:
     def _lose_queue(self, count_inflight: bool = True) -> None:
         """What is queued when Redis fails is not kept: consumers would only replay stale
         entries across the hole anyway."""
-        self.stats.unpublished += len(self._queue) + (self._inflight if count_inflight else 0)
-        self._inflight = 0
+        self.stats.unpublished += len(self._queue)
+        if count_inflight:  # else the write in flight is still the writer's to count
+            self.stats.unpublished += self._inflight
+            self._inflight = 0
         self._queue.clear()
         self._tops.clear()
         self._others.clear()

@@ -91,8 +91,8 @@ async def _open(args: argparse.Namespace, topics: list[str], url: str, on_error)
         return
     from bookengine.fanout import RedisFeed
 
-    books = [t for t in topics if t.startswith("update:")]
-    async with RedisFeed(books, args.redis, prefix=args.prefix, trades=args.trades,
+    streams = [t for t in topics if t.startswith(("update:", "snapshotL1:"))]
+    async with RedisFeed(streams, args.redis, prefix=args.prefix, trades=args.trades,
                          on_error=on_error) as feed:  # fmt: skip
         yield _RedisView(feed)
 
@@ -182,7 +182,10 @@ async def _watch(args: argparse.Namespace, topics: list[str]) -> int:
     if rejected:
         raise CommandFailed(Exit.REJECTED, f"the exchange rejected every topic: {', '.join(books)}")
     if stats.frames == 0 and not interrupted:
-        where = "is a publisher running?" if args.redis else "is the URL right?"
+        where = "is the URL right?"
+        if args.redis:
+            error = feed.feed.stats().last_error if isinstance(feed, _RedisView) else ""
+            where = f"Redis: {error}" if error else "is a publisher running?"
         raise CommandFailed(Exit.NOTHING_RECORDED, f"nothing received ({where})")
     return Exit.OK
 
