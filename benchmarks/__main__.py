@@ -223,10 +223,20 @@ def live_rows(quick: bool) -> list[Row]:
             "process (benchmarks/frame_source.py)",
         ),
         (
+            "Feed(delivery='inline') / bare receive",
+            f"{thr['inline'] / thr['bare']:.2f}x",
+            f"{thr['inline']:,.0f} frames/s: callbacks on the reader, no hand-off",
+        ),
+        (
             "send->callback p99 at 5k/s, Feed / bare",
             f"{lat['feed_p99_us'] / lat['bare_p99_us']:.2f}x",
             f"Feed p50 {lat['feed_p50_us']:,.0f} us, p99 {lat['feed_p99_us']:,.0f} us; bare "
             f"recv p50 {lat['bare_p50_us']:,.0f} us, p99 {lat['bare_p99_us']:,.0f} us",
+        ),
+        (
+            "the same, Feed(delivery='inline') / bare",
+            f"{lat['inline_p99_us'] / lat['bare_p99_us']:.2f}x",
+            f"inline p50 {lat['inline_p50_us']:,.0f} us, p99 {lat['inline_p99_us']:,.0f} us",
         ),
     ]
 

@@ -234,6 +234,7 @@ class Feed:
         notifications: bool = False,
         credentials: Credentials | None = None,
         auth_attempts: int = 5,
+        delivery: str = "queued",
         book_updates: bool = False,
         ping_interval: float = 15.0,
         snapshot_timeout: float = 10.0,
@@ -265,6 +266,16 @@ class Feed:
             )
         if auth_attempts < 1:
             raise ArgumentError("auth_attempts must be >= 1")
+        if delivery not in ("queued", "inline"):
+            raise ArgumentError(f"delivery must be 'queued' or 'inline', got {delivery!r}")
+        self.inline = delivery == "inline"
+        callbacks = (on_top, on_book, on_status, on_error, on_l1, on_trade, on_otc_quote,
+                     on_notification)  # fmt: skip
+        if self.inline and any(inspect.iscoroutinefunction(c) for c in callbacks):
+            raise ArgumentError(
+                "delivery='inline' runs callbacks on the socket reader: they must be plain "
+                "functions (an async def one would stall the socket while it awaits)"
+            )
         self.credentials = credentials
         self.auth_attempts = auth_attempts
         self._last_nonce = 0
@@ -541,6 +552,16 @@ class Feed:
 
     def _handle(self, conn: _Connection, events: Iterable[Event]) -> None:
         tap = self.tap
+        if self.inline:
+            for event in events:
+                if tap is not None:
+                    tap.on_event(conn.id, event)
+                if type(event) is StatusChanged:
+                    conn.status_changed(event)
+                elif type(event) is Subscribed and isinstance(conn.sync, TradeSync):
+                    conn.synced_once = True
+                self._deliver_inline(event)
+            return
         for event in events:
             if tap is not None:
                 tap.on_event(conn.id, event)
@@ -563,8 +584,57 @@ class Feed:
 
     def _notify(self, event: Connected | Reconnecting) -> None:
         """Feed-level news (connected, reconnecting) for on_status and iterators."""
+        if self.inline:
+            self._deliver_inline(event)
+            return
         self._queue(event)
         self._wake.set()
+
+    def _deliver_inline(self, event: FeedEvent) -> None:
+        """`delivery="inline"`: the callback runs now, on the reader, before the next
+        frame is read: no hand-off, no conflation, nothing dropped."""
+        for queue in self._iterators:
+            if queue.qsize() >= self.queue_size:
+                queue.get_nowait()
+                self._stats.dropped += 1
+            queue.put_nowait(event)
+        if type(event) is TopOfBook:
+            if event.exchange_ms is not None:
+                self._latency_of(event.topic).exchange_ms.append(
+                    event.arrival_ns / 1e6 - event.exchange_ms
+                )
+        name, callback = self._route(event)
+        if callback is None:
+            return
+        if type(event) is TopOfBook:  # arrival -> callback, as the queued delivery's
+            self._latency_of(event.topic).callback_us.append(
+                (time.time_ns() - event.arrival_ns) / 1e3
+            )
+        try:
+            callback(event)
+        except Exception as exc:  # a strategy's bug must not kill the reader
+            self._callback_failed(name, exc, event)
+
+    def _route(self, event: FeedEvent) -> tuple[str, Callable[[Any], object] | None]:
+        """The callback of an event, by its exact type (and its name for the logs)."""
+        kind = type(event)
+        if kind is TopOfBook:
+            return "top", self._on_top
+        if kind is BookUpdate:
+            return "book", self._on_book
+        if kind is L1Quote:
+            return "l1", self._on_l1
+        if kind is Trade:
+            return "trade", self._on_trade
+        if kind is OtcQuote:
+            return "otc_quote", self._on_otc_quote
+        if kind is OrderNotification:
+            return "notification", self._on_notification
+        if kind is BadFrame or kind is ExchangeErrors or kind is TradeGap:
+            return "error", self._on_error
+        if kind is StatusChanged or kind is Connected or kind is Reconnecting:
+            return "status", self._on_status
+        return "", None  # Subscribed, Unsubscribed and Pong have no callback
 
     def _queue(self, event: FeedEvent) -> None:
         """Queue a non-top event within `queue_size` (the policy is in the module doc)."""
@@ -622,36 +692,14 @@ class Feed:
                 queue.get_nowait()
                 self._stats.dropped += 1
             queue.put_nowait(event)
-        # Subscribed, Unsubscribed and Pong have no callback
+        name, callback = self._route(event)
+        if callback is None:
+            return
         if type(event) is TopOfBook:
-            if self._on_top is not None:
-                self._latency_of(event.topic).callback_us.append(
-                    (time.time_ns() - event.arrival_ns) / 1e3
-                )
-                await self._call("top", self._on_top, event)
-        elif type(event) is BookUpdate:
-            if self._on_book is not None:
-                await self._call("book", self._on_book, event)
-        elif type(event) is L1Quote:
-            if self._on_l1 is not None:
-                await self._call("l1", self._on_l1, event)
-        elif type(event) is Trade:
-            if self._on_trade is not None:
-                await self._call("trade", self._on_trade, event)
-        elif type(event) is OtcQuote:
-            if self._on_otc_quote is not None:
-                await self._call("otc_quote", self._on_otc_quote, event)
-        elif type(event) is OrderNotification:
-            if self._on_notification is not None:
-                await self._call("notification", self._on_notification, event)
-        elif type(event) is BadFrame or type(event) is ExchangeErrors or type(event) is TradeGap:
-            if self._on_error is not None:
-                await self._call("error", self._on_error, event)
-        elif (
-            type(event) is StatusChanged or type(event) is Connected or type(event) is Reconnecting
-        ):
-            if self._on_status is not None:
-                await self._call("status", self._on_status, event)
+            self._latency_of(event.topic).callback_us.append(
+                (time.time_ns() - event.arrival_ns) / 1e3
+            )
+        await self._call(name, callback, event)
 
     async def _call(self, name: str, callback: Callable[[_E], object], event: _E) -> None:
         """Run one callback (awaiting what an `async def` one returns); what it raises is
@@ -661,18 +709,21 @@ class Feed:
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:  # a strategy's bug must not kill the feed
-            self._stats.callback_errors += 1
-            key = (name, type(exc).__name__)
-            if key not in self._logged:
-                self._logged.add(key)
-                log.error(
-                    "on_%s callback raised %s on %r (logged once per callback and exception "
-                    "type; see stats().callback_errors)",
-                    name,
-                    type(exc).__name__,
-                    event,
-                    exc_info=exc,
-                )
+            self._callback_failed(name, exc, event)
+
+    def _callback_failed(self, name: str, exc: Exception, event: object) -> None:
+        self._stats.callback_errors += 1
+        key = (name, type(exc).__name__)
+        if key not in self._logged:
+            self._logged.add(key)
+            log.error(
+                "on_%s callback raised %s on %r (logged once per callback and exception "
+                "type; see stats().callback_errors)",
+                name,
+                type(exc).__name__,
+                event,
+                exc_info=exc,
+            )
 
 
 def _stream_of(topic: str) -> str:

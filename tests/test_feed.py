@@ -6,7 +6,7 @@ import logging
 import pytest
 from simclient import FAST, run
 
-from bookengine import Reason, StatusChanged, SyncStatus, TopOfBook
+from bookengine import ArgumentError, Reason, StatusChanged, SyncStatus, TopOfBook
 from bookengine.feed import Connected, Feed, Reconnecting
 from bookengine.simulator import Faults, Simulator
 
@@ -294,3 +294,39 @@ def test_a_frame_beyond_max_frame_bytes_reconnects_and_resyncs():
         assert any("1009" in s.reason for s in closes)  # message too big, said plainly
 
     run(body())
+
+
+def test_inline_delivery_calls_back_on_the_reader_every_top_none_conflated():
+    async def body():
+        tops, statuses = [], []
+
+        def on_top(top):
+            tops.append(top)
+            if len(tops) == 3:
+                raise RuntimeError("a strategy's bug")
+
+        async with Simulator(symbols=["BTC-PERP"], rate=400) as sim:
+            async with Feed(["BTC-PERP"], url=sim.url, on_top=on_top, on_status=statuses.append,
+                            delivery="inline") as feed:  # fmt: skip
+                await feed.wait_synced(5)
+                await asyncio.sleep(1.0)
+                changes = feed.topic_stats()["update:BTC-PERP_0"].top_changes
+                stats = feed.stats()
+        return tops, statuses, changes, stats
+
+    tops, statuses, changes, stats = run(body())
+    assert len(tops) == changes > 100  # each top change, none conflated or dropped
+    assert stats.conflated == 0 and stats.callback_errors == 1
+    assert [t.seq for t in tops] == sorted(t.seq for t in tops)
+    assert any(isinstance(s, Connected) for s in statuses)
+    assert stats.latency["update:BTC-PERP_0"]["callback_us_p50"] is not None
+
+
+def test_inline_delivery_refuses_async_callbacks():
+    async def on_top(top):
+        pass
+
+    with pytest.raises(ArgumentError, match="plain functions"):
+        Feed(["BTC-PERP"], on_top=on_top, delivery="inline")
+    with pytest.raises(ArgumentError, match="'queued' or 'inline'"):
+        Feed(["BTC-PERP"], delivery="now")
