@@ -310,8 +310,9 @@ def test_inline_delivery_calls_back_on_the_reader_every_top_none_conflated():
                             delivery="inline") as feed:  # fmt: skip
                 await feed.wait_synced(5)
                 await asyncio.sleep(1.0)
-                changes = feed.topic_stats()["update:BTC-PERP_0"].top_changes
-                stats = feed.stats()
+            # read once the feed stopped: nothing moves any more
+            changes = feed.topic_stats()["update:BTC-PERP_0"].top_changes
+            stats = feed.stats()
         return tops, statuses, changes, stats
 
     tops, statuses, changes, stats = run(body())
