@@ -65,6 +65,7 @@ from bookengine.events import (
 )
 from bookengine.instruments import Instruments
 from bookengine.private import NOTIFICATIONS, PrivateSync, is_private, otc_request
+from bookengine.readers import Readers
 from bookengine.sync import BookSync, RecoveryPolicy, TopicStats, Units
 from bookengine.trades import TradeSync
 from bookengine.wire import (
@@ -162,14 +163,15 @@ class TopicLatency:
         exchange = sorted(self.exchange_ms)  # once per series, for both percentiles
         callback = sorted(self.callback_us)
         return {
-            "exchange_ms_p50": _percentile(exchange, 50),
-            "exchange_ms_p99": _percentile(exchange, 99),
-            "callback_us_p50": _percentile(callback, 50),
-            "callback_us_p99": _percentile(callback, 99),
+            "exchange_ms_p50": percentile(exchange, 50),
+            "exchange_ms_p99": percentile(exchange, 99),
+            "callback_us_p50": percentile(callback, 50),
+            "callback_us_p99": percentile(callback, 99),
         }
 
 
-def _percentile(ordered: list[float], pct: float) -> float | None:
+def percentile(ordered: list[float], pct: float) -> float | None:
+    """The `pct` percentile of sorted values (None if there are none)."""
     if not ordered:
         return None
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
@@ -328,7 +330,7 @@ class Feed:
         self._latency: dict[str, TopicLatency] = {}
         self._tops: dict[str, TopOfBook] = {}  # conflated, waiting for the dispatcher
         self._others: deque[FeedEvent] = deque()
-        self._iterators: list[asyncio.Queue[FeedEvent | None]] = []
+        self._readers: Readers[FeedEvent] = Readers(queue_size)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._logged: set[tuple[str, str]] = set()
@@ -417,8 +419,7 @@ class Feed:
                     dispatcher.cancel()
                     await asyncio.gather(dispatcher, return_exceptions=True)
             self._tasks = []
-        for queue in self._iterators:
-            queue.put_nowait(None)
+        self._readers.close()
 
     async def __aenter__(self) -> Feed:
         await self.start()
@@ -453,17 +454,7 @@ class Feed:
             await asyncio.sleep(0.01)
 
     def __aiter__(self) -> AsyncIterator[FeedEvent]:
-        queue: asyncio.Queue[FeedEvent | None] = asyncio.Queue()
-        self._iterators.append(queue)
-
-        async def iterate() -> AsyncIterator[FeedEvent]:
-            try:
-                while (event := await queue.get()) is not None:
-                    yield event
-            finally:
-                self._iterators.remove(queue)
-
-        return iterate()
+        return self._readers.reader()
 
     # --- queries --------------------------------------------------------------------------
 
@@ -593,11 +584,7 @@ class Feed:
     def _deliver_inline(self, event: FeedEvent) -> None:
         """`delivery="inline"`: the callback runs now, on the reader, before the next
         frame is read: no hand-off, no conflation, nothing dropped."""
-        for queue in self._iterators:
-            if queue.qsize() >= self.queue_size:
-                queue.get_nowait()
-                self._stats.dropped += 1
-            queue.put_nowait(event)
+        self._stats.dropped += self._readers.put(event)
         if type(event) is TopOfBook:
             if event.exchange_ms is not None:
                 self._latency_of(event.topic).exchange_ms.append(
@@ -687,11 +674,7 @@ class Feed:
                 return
 
     async def _deliver(self, event: FeedEvent) -> None:
-        for queue in self._iterators:
-            if queue.qsize() >= self.queue_size:
-                queue.get_nowait()
-                self._stats.dropped += 1
-            queue.put_nowait(event)
+        self._stats.dropped += self._readers.put(event)
         name, callback = self._route(event)
         if callback is None:
             return

@@ -17,8 +17,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from math import nan
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -71,14 +72,8 @@ NOTE_COLUMNS = ["arrival_ns", "exchange_ms", "symbol", "order_id", "cl_order_id"
 def collect_otc(replay: Replay) -> RowTable:
     """Every recorded OTC quote beside the book of its symbol at that instant."""
     table = RowTable(OTC_COLUMNS, set(OTC_FLOATS), {"arrival_ns", "exchange_ms", "book_seq"})
-    tops: dict[str, TopOfBook | None] = {}
-    for event in replay.events():
-        kind = type(event)
-        if kind is TopOfBook or kind is StatusChanged:
-            _track(tops, event)
-        elif kind is OtcQuote:
-            assert isinstance(event, OtcQuote)
-            table.add(_otc_row(replay, event, tops.get(event.symbol)))
+    for quote, top in _beside_book(replay, OtcQuote):
+        table.add(_otc_row(replay, quote, top))
     return table
 
 
@@ -86,20 +81,27 @@ def collect_notifications(replay: Replay) -> RowTable:
     """Every recorded own-order notification, with the book's top at its arrival."""
     ints = {"arrival_ns", "exchange_ms", "status", "maker"}
     table = RowTable(NOTE_COLUMNS, set(NOTE_FLOATS), ints)
+    for note, top in _beside_book(replay, OrderNotification):
+        row = note._asdict()
+        row["maker"] = {True: 1, False: 0, None: -1}[note.maker]
+        row["book_bid"] = top.bid_price if top else None
+        row["book_ask"] = top.ask_price if top else None
+        table.add(row)
+    return table
+
+
+E = TypeVar("E", OtcQuote, OrderNotification)
+
+
+def _beside_book(replay: Replay, kind: type[E]) -> Iterator[tuple[E, TopOfBook | None]]:
+    """Each event of `kind` with the newest top of its symbol's book (None while that
+    book is out of sync, or was never recorded)."""
     tops: dict[str, TopOfBook | None] = {}
     for event in replay.events():
-        kind = type(event)
-        if kind is TopOfBook or kind is StatusChanged:
+        if type(event) is kind:
+            yield event, tops.get(event.symbol)  # type: ignore[misc,attr-defined]
+        elif type(event) is TopOfBook or type(event) is StatusChanged:
             _track(tops, event)
-        elif kind is OrderNotification:
-            assert isinstance(event, OrderNotification)
-            top = tops.get(event.symbol)
-            row = event._asdict()
-            row["maker"] = {True: 1, False: 0, None: -1}[event.maker]
-            row["book_bid"] = top.bid_price if top else None
-            row["book_ask"] = top.ask_price if top else None
-            table.add(row)
-    return table
 
 
 def _track(tops: dict[str, TopOfBook | None], event: object) -> None:

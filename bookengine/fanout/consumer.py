@@ -40,10 +40,11 @@ from bookengine.events import (
     TopOfBook,
     Trade,
 )
-from bookengine.fanout.entries import Keys, decode_records, decode_trade
+from bookengine.fanout.entries import decode_records, decode_trade
 from bookengine.fanout.follower import FollowerStats, StreamFollower
-from bookengine.fanout.publisher import import_redis, redacted
-from bookengine.feed import Connected, Reconnecting
+from bookengine.fanout.publisher import redacted, redis_namespace
+from bookengine.feed import Connected, Reconnecting, percentile
+from bookengine.readers import Readers
 from bookengine.wire import parse_item, stream_key
 
 log = logging.getLogger(__name__)
@@ -115,13 +116,7 @@ class RedisFeed:
             raise ArgumentError(f"join must be 'checkpoint' or 'live', got {join!r}")
         if block <= 0 or count < 1 or queue_size < 1 or not 0 < backoff[0] <= backoff[1]:
             raise ArgumentError("block > 0, count >= 1, queue_size >= 1, 0 < backoff[0] <= [1]")
-        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ArgumentError(f"not a Redis URL: {redis_url!r} (redis://host:6379/0)")
-        self._aioredis = import_redis()
-        try:
-            self.keys = Keys(prefix)
-        except ValueError as exc:
-            raise ArgumentError(str(exc)) from None
+        self._aioredis, self.keys = redis_namespace(redis_url, prefix)
         self.redis_url = redis_url
         self.book_updates = book_updates or on_book is not None
         self.followers = {
@@ -153,7 +148,7 @@ class RedisFeed:
         self._last_trades: dict[str, Trade] = {}
         self._stats = RedisFeedStats()
         self._latency: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
-        self._iterators: list[asyncio.Queue[ConsumerEvent | None]] = []
+        self._readers: Readers[ConsumerEvent] = Readers(queue_size)
         self._task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._redis: Any = None
@@ -189,8 +184,7 @@ class RedisFeed:
                 await self._redis.aclose()
             self._redis = None
         self._closed.set()
-        for queue in self._iterators:
-            queue.put_nowait(None)
+        self._readers.close()
 
     async def __aenter__(self) -> RedisFeed:
         await self.start()
@@ -217,17 +211,7 @@ class RedisFeed:
             await asyncio.sleep(0.01)
 
     def __aiter__(self) -> AsyncIterator[ConsumerEvent]:
-        queue: asyncio.Queue[ConsumerEvent | None] = asyncio.Queue()
-        self._iterators.append(queue)
-
-        async def iterate() -> AsyncIterator[ConsumerEvent]:
-            try:
-                while (event := await queue.get()) is not None:
-                    yield event
-            finally:
-                self._iterators.remove(queue)
-
-        return iterate()
+        return self._readers.reader()
 
     # --- queries --------------------------------------------------------------------------
 
@@ -266,8 +250,8 @@ class RedisFeed:
             setattr(stats, name, sum(getattr(s, name) for s in streams.values()))
         stats.streams = streams
         ordered = sorted(self._latency)
-        stats.latency_us_p50 = _percentile(ordered, 50)
-        stats.latency_us_p99 = _percentile(ordered, 99)
+        stats.latency_us_p50 = percentile(ordered, 50)
+        stats.latency_us_p99 = percentile(ordered, 99)
         return stats
 
     # --- reading --------------------------------------------------------------------------
@@ -400,14 +384,4 @@ class RedisFeed:
                 except Exception:
                     self._stats.callback_errors += 1
                     log.exception("redisfeed: callback for %s failed", kind.__name__)
-            for queue in self._iterators:
-                if queue.qsize() >= self.queue_size:
-                    queue.get_nowait()
-                    self._stats.dropped += 1
-                queue.put_nowait(event)
-
-
-def _percentile(ordered: list[float], pct: float) -> float | None:
-    if not ordered:
-        return None
-    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+            self._stats.dropped += self._readers.put(event)

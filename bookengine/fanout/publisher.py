@@ -67,6 +67,18 @@ def import_redis() -> Any:
     return aioredis
 
 
+def redis_namespace(redis_url: str, prefix: str) -> tuple[Any, Keys]:
+    """redis-py's asyncio module and the key names under `prefix`, once both are checked
+    (a publisher's and a consumer's arguments alike)."""
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ArgumentError(f"not a Redis URL: {redis_url!r} (redis://host:6379/0)")
+    aioredis = import_redis()
+    try:
+        return aioredis, Keys(prefix)
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
+
+
 def redacted(url: str) -> str:
     """A Redis URL fit for a log line: a password (in the authority or as `?password=`)
     replaced by `***`."""
@@ -131,13 +143,7 @@ class RedisPublisher:
         if checkpoint_interval <= 0 or not 0 < backoff[0] <= backoff[1]:
             raise ArgumentError("checkpoint_interval must be > 0, backoff (first, cap) with "
                                 "0 < first <= cap")  # fmt: skip
-        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ArgumentError(f"not a Redis URL: {redis_url!r} (redis://host:6379/0)")
-        self._aioredis = import_redis()
-        try:
-            self.keys = Keys(prefix)
-        except ValueError as exc:
-            raise ArgumentError(str(exc)) from None
+        self._aioredis, self.keys = redis_namespace(redis_url, prefix)
         self.feed = feed
         self.redis_url = redis_url
         self.maxlen = maxlen

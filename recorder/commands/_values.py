@@ -94,6 +94,22 @@ def chosen_symbols(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(symbol_list(given)))
 
 
+def chosen_topics(args: argparse.Namespace, example: str) -> list[str]:
+    """The chosen symbols as the topics to subscribe; a bad or missing one is usage
+    (exit 2), `example` shows how to give them."""
+    from bookengine.errors import BookEngineError
+    from bookengine.wire import to_topic
+    from recorder.exitcodes import usage
+
+    try:
+        topics = [to_topic(s) for s in chosen_symbols(args)]
+    except BookEngineError as exc:
+        raise usage(str(exc)) from None
+    if not topics:
+        raise usage(f"no symbols: e.g. {example}")
+    return topics
+
+
 class Deprecated(argparse.Action):
     """An old spelling, accepted for one more release with a note on stderr, hidden from
     --help (docs/CLI.md lists them)."""

@@ -13,7 +13,7 @@ import sys
 import time
 
 from recorder.commands._live import add_source_arguments, check_source, run_loop, source_url
-from recorder.commands._values import add_symbols_argument, chosen_symbols, parse_duration
+from recorder.commands._values import add_symbols_argument, chosen_topics, parse_duration
 from recorder.exitcodes import CommandFailed, Exit, usage
 
 HELP = "fan live books out into Redis Streams, for many consumer processes"
@@ -47,15 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bookengine.errors import BookEngineError
-    from bookengine.wire import to_topic
-
-    try:
-        topics = [to_topic(s) for s in chosen_symbols(args)]
-    except BookEngineError as exc:
-        raise usage(str(exc)) from None
-    if not topics:
-        raise usage("no symbols: e.g. publish BTC-USD BTC-PERP --redis redis://host:6379/0")
+    topics = chosen_topics(args, "publish BTC-USD BTC-PERP --redis redis://host:6379/0")
     if args.maxlen < 100:
         raise usage("--maxlen must be >= 100")
     if args.checkpoint_every <= 0:

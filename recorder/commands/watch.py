@@ -14,7 +14,7 @@ import sys
 import time
 
 from recorder.commands._live import add_source_arguments, check_source, run_loop, source_url
-from recorder.commands._values import add_symbols_argument, chosen_symbols, parse_duration
+from recorder.commands._values import add_symbols_argument, chosen_topics, parse_duration
 from recorder.exitcodes import CommandFailed, Exit, usage
 
 HELP = "show live books: best bid/ask, spread, age and status per symbol, or a ladder"
@@ -58,15 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bookengine.errors import BookEngineError
-    from bookengine.wire import to_topic
-
-    try:
-        topics = [to_topic(s) for s in chosen_symbols(args)]
-    except BookEngineError as exc:
-        raise usage(str(exc)) from None
-    if not topics:
-        raise usage("no symbols: e.g. watch BTC-USD BTC-PERP")
+    topics = chosen_topics(args, "watch BTC-USD BTC-PERP")
     if not 0 <= args.ladder <= 50:
         raise usage("--ladder must be 0-50")
     if args.redis is not None:
