@@ -1,16 +1,20 @@
 /*
- * Optional C accelerator for OrderBook: applies one side's [price, size] levels.
+ * Optional C accelerator for OrderBook: its sides, their level updates, depth, and the
+ * delta scanner.
  *
  * Why: in CPython the per-level loop (key lookup, size parse, dict set/pop, best compare)
  * costs more than orjson's parse of the same bytes. Here it is a few tens of ns. It has
- * exactly the semantics of OrderBook._apply_side_py (the pure-Python fallback, used when
- * this module is not built or BOOKENGINE_PURE=1), except that sizes are validated
- * strictly as plain decimals here; see bookengine/book.py for the key representation.
+ * exactly the semantics of book._apply_levels_py on a dict (the pure-Python fallback,
+ * used when this module is not built or BOOKENGINE_PURE=1), except that sizes are
+ * validated strictly as plain decimals here; see bookengine/book.py for the key
+ * representation.
+ *
+ * Side(is_bid): one side of a book, a sorted array of (key, size); see below.
  *
  * apply_levels(side, levels, best, is_bid, decimals, price_parts) -> new best key
- *   side        dict int key -> float size (key = price * 10**decimals, exact)
+ *   side        a Side (key = price * 10**decimals, exact)
  *   levels      list of [price, size]
- *   best        current best key (int) or -inf/+inf for an empty side
+ *   best        the side's current best key (the dict twin needs it; a Side knows it)
  *   price_parts Python fallback: text -> (mantissa, exp10) or raises LevelError; used
  *               for whatever this parser refuses, so errors read the same
  * Raises NeedsDecimals(n) if a price has more decimals than `decimals` (the caller
@@ -223,91 +227,354 @@ price_key(PyObject *price, int decimals, PyObject *price_parts, int64_t *key)
     return 0;
 }
 
-/* Remove `key` from `side` if present: 1 removed, 0 absent, -1 error. One lookup
-   (PyDict_Contains + PyDict_DelItem was two; deletions are ~40% of levels). */
-static int
-dict_pop(PyObject *side, PyObject *key)
+/*
+ * Side: one side of a book, as C numbers.
+ *
+ * Why: a dict of int keys to float sizes costs two allocations and a hashed lookup
+ * (~75 ns) per level update; a sorted array of (key, size) costs a binary search over
+ * <= ~50 entries and a short memmove (~15 ns), the best level is simply the last entry
+ * (no rescan when it is deleted), and depth comes out already ordered.
+ *
+ * Entries are kept by rank, ascending, so that the best level is last on both sides:
+ * rank = key for bids, ~key (= -key - 1, order reversed, no overflow) for asks. Most
+ * updates land near the top of the book, where an insert or delete moves few entries.
+ *
+ * To Python it is a small mutable mapping int key -> float size (get, [], in, len,
+ * iteration over keys best first, items(), pop, setting and deleting), so the pure-Python
+ * twins in book.py, which are written for dicts, work on it unchanged. Keys are int64;
+ * a non-integer key is simply absent (a side's best is -inf/inf when it is empty).
+ */
+typedef struct {
+    int64_t rank;
+    double size;
+} Level;
+
+typedef struct {
+    PyObject_HEAD
+    Level *items; /* ascending rank: the best level last */
+    Py_ssize_t count, capacity;
+    int is_bid;
+} Side;
+
+static PyTypeObject SideType;
+
+static inline int64_t
+side_rank(const Side *s, int64_t key)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyDict_Pop(side, key, NULL);
-#else
-    PyObject *old = _PyDict_Pop(side, key, Py_None);
-    if (old == NULL)
-        return -1;
-    int removed = old != Py_None;
-    Py_DECREF(old);
-    return removed;
-#endif
+    return s->is_bid ? key : ~key;
 }
 
-/* The current best key of a side: an int, or -inf/+inf (a float) for an empty side. */
-static int
-best_from_object(PyObject *best_obj, int is_bid, int64_t *best)
+/* The index of the first entry whose rank is >= r (count if none). */
+static inline Py_ssize_t
+side_find(const Side *s, int64_t r)
 {
-    if (!PyLong_CheckExact(best_obj)) {
-        *best = is_bid ? INT64_MIN : INT64_MAX;
+    Py_ssize_t lo = 0, hi = s->count;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) >> 1;
+        if (s->items[mid].rank < r)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Set (size > 0) or delete (otherwise; an absent key is a no-op) the level at `key`.
+   0, or -1 with MemoryError. */
+static int
+side_set(Side *s, int64_t key, double size)
+{
+    int64_t r = side_rank(s, key);
+    Py_ssize_t i = side_find(s, r);
+    Level *at = s->items + i;
+    if (i < s->count && at->rank == r) {
+        if (size > 0.0) {
+            at->size = size;
+        }
+        else {
+            memmove(at, at + 1, (size_t)(s->count - i - 1) * sizeof(Level));
+            s->count--;
+        }
         return 0;
     }
-    *best = PyLong_AsLongLong(best_obj);
-    return *best == -1 && PyErr_Occurred() ? -1 : 0;
+    if (!(size > 0.0))
+        return 0;
+    if (s->count == s->capacity) {
+        Py_ssize_t capacity = s->capacity ? 2 * s->capacity : 64;
+        Level *items = PyMem_Realloc(s->items, (size_t)capacity * sizeof(Level));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->items = items;
+        s->capacity = capacity;
+        at = s->items + i;
+    }
+    memmove(at + 1, at, (size_t)(s->count - i) * sizeof(Level));
+    at->rank = r;
+    at->size = size;
+    s->count++;
+    return 0;
+}
+
+static inline int64_t
+side_key(const Side *s, Py_ssize_t i)
+{
+    int64_t r = s->items[i].rank;
+    return s->is_bid ? r : ~r;
+}
+
+/* The best key as book.py keeps it: an int, or -inf/+inf (a float) for an empty side. */
+static PyObject *
+side_best(const Side *s)
+{
+    if (s->count == 0)
+        return PyFloat_FromDouble(s->is_bid ? -INFINITY : INFINITY);
+    return PyLong_FromLongLong(side_key(s, s->count - 1));
+}
+
+/* The index of `key` (a Python object) in the side, or -1 if absent (or not an int64,
+   which no side holds); -2 with an error set. */
+static Py_ssize_t
+side_index(const Side *s, PyObject *key)
+{
+    int64_t k;
+    if (PyLong_Check(key)) {
+        int overflow = 0;
+        k = PyLong_AsLongLongAndOverflow(key, &overflow);
+        if (k == -1 && PyErr_Occurred())
+            return -2;
+        if (overflow)
+            return -1;
+    }
+    else if (PyFloat_Check(key)) { /* as a dict: 5.0 finds the key 5 */
+        double d = PyFloat_AS_DOUBLE(key);
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != floor(d))
+            return -1;
+        k = (int64_t)d;
+    }
+    else {
+        return -1;
+    }
+    int64_t r = side_rank(s, k);
+    Py_ssize_t i = side_find(s, r);
+    return i < s->count && s->items[i].rank == r ? i : -1;
+}
+
+static int
+Side_init(Side *self, PyObject *args, PyObject *kwds)
+{
+    int is_bid;
+    static char *names[] = {"is_bid", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "p:Side", names, &is_bid))
+        return -1;
+    self->is_bid = is_bid;
+    self->count = 0;
+    return 0;
+}
+
+static void
+Side_dealloc(Side *self)
+{
+    PyMem_Free(self->items);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Py_ssize_t
+Side_length(Side *self)
+{
+    return self->count;
 }
 
 static PyObject *
-best_to_object(int64_t best, int is_bid)
+Side_subscript(Side *self, PyObject *key)
 {
-    if (best == (is_bid ? INT64_MIN : INT64_MAX))
-        return PyFloat_FromDouble(is_bid ? -INFINITY : INFINITY);
-    return PyLong_FromLongLong(best);
+    Py_ssize_t i = side_index(self, key);
+    if (i == -2)
+        return NULL;
+    if (i < 0) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
+    return PyFloat_FromDouble(self->items[i].size);
 }
 
-/* Set (amount > 0) or delete (amount == 0) the level at key `k` of `side`, keeping
-   *best; sets *lost_best when the best level itself is deleted. 0, or -1 on error. */
 static int
-side_update(PyObject *side, int64_t k, double amount, int is_bid, int64_t *best,
-            int *lost_best)
+Side_ass_subscript(Side *self, PyObject *key, PyObject *value)
 {
-    PyObject *key = PyLong_FromLongLong(k);
-    if (key == NULL)
+    if (value == NULL) { /* del side[key] */
+        Py_ssize_t i = side_index(self, key);
+        if (i == -2)
+            return -1;
+        if (i < 0) {
+            PyErr_SetObject(PyExc_KeyError, key);
+            return -1;
+        }
+        return side_set(self, side_key(self, i), 0.0);
+    }
+    int64_t k = PyLong_AsLongLong(key);
+    if (k == -1 && PyErr_Occurred())
         return -1;
-    if (amount > 0.0) {
-        PyObject *value = PyFloat_FromDouble(amount);
-        if (value == NULL || PyDict_SetItem(side, key, value) < 0) {
-            Py_XDECREF(value);
-            Py_DECREF(key);
-            return -1;
-        }
-        Py_DECREF(value);
-        if (is_bid ? k > *best : k < *best)
-            *best = k;
+    double size = PyFloat_AsDouble(value);
+    if (size == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!(size > 0.0 && isfinite(size))) {
+        PyErr_Format(PyExc_ValueError, "a level's size must be > 0 and finite, got %R", value);
+        return -1;
     }
-    else {
-        int present = dict_pop(side, key);
-        if (present < 0) {
-            Py_DECREF(key);
-            return -1;
-        }
-        if (present && k == *best)
-            *lost_best = 1;
-    }
-    Py_DECREF(key);
-    return 0;
+    return side_set(self, k, size);
 }
 
-/* The best key of a side whose best level was deleted: one pass over <= ~50 keys. */
 static int
-side_rescan(PyObject *side, int is_bid, int64_t *best)
+Side_contains(Side *self, PyObject *key)
 {
-    Py_ssize_t pos = 0;
-    PyObject *kobj, *vobj;
-    *best = is_bid ? INT64_MIN : INT64_MAX;
-    while (PyDict_Next(side, &pos, &kobj, &vobj)) {
-        int64_t d = PyLong_AsLongLong(kobj);
-        if (d == -1 && PyErr_Occurred())
-            return -1;
-        if (is_bid ? d > *best : d < *best)
-            *best = d;
+    Py_ssize_t i = side_index(self, key);
+    return i == -2 ? -1 : i >= 0;
+}
+
+/* Keys, best first, as a new list. */
+static PyObject *
+side_keys(Side *self)
+{
+    PyObject *keys = PyList_New(self->count);
+    if (keys == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        PyObject *k = PyLong_FromLongLong(side_key(self, self->count - 1 - i));
+        if (k == NULL) {
+            Py_DECREF(keys);
+            return NULL;
+        }
+        PyList_SET_ITEM(keys, i, k);
     }
-    return 0;
+    return keys;
+}
+
+static PyObject *
+Side_iter(Side *self)
+{
+    PyObject *keys = side_keys(self);
+    if (keys == NULL)
+        return NULL;
+    PyObject *it = PyObject_GetIter(keys);
+    Py_DECREF(keys);
+    return it;
+}
+
+static PyObject *
+Side_keys(Side *self, PyObject *unused)
+{
+    return side_keys(self);
+}
+
+static PyObject *
+Side_items(Side *self, PyObject *unused)
+{
+    PyObject *items = PyList_New(self->count);
+    if (items == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        Py_ssize_t j = self->count - 1 - i;
+        PyObject *pair = Py_BuildValue("(Ld)", (long long)side_key(self, j),
+                                       self->items[j].size);
+        if (pair == NULL) {
+            Py_DECREF(items);
+            return NULL;
+        }
+        PyList_SET_ITEM(items, i, pair);
+    }
+    return items;
+}
+
+static PyObject *
+Side_get(Side *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get(key, default=None)");
+        return NULL;
+    }
+    Py_ssize_t i = side_index(self, args[0]);
+    if (i == -2)
+        return NULL;
+    if (i < 0)
+        return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+    return PyFloat_FromDouble(self->items[i].size);
+}
+
+static PyObject *
+Side_pop(Side *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "pop(key[, default])");
+        return NULL;
+    }
+    Py_ssize_t i = side_index(self, args[0]);
+    if (i == -2)
+        return NULL;
+    if (i < 0) {
+        if (nargs == 2)
+            return Py_NewRef(args[1]);
+        PyErr_SetObject(PyExc_KeyError, args[0]);
+        return NULL;
+    }
+    PyObject *size = PyFloat_FromDouble(self->items[i].size);
+    if (size != NULL)
+        side_set(self, side_key(self, i), 0.0); /* a delete allocates nothing */
+    return size;
+}
+
+static PyObject *
+Side_repr(Side *self)
+{
+    return PyUnicode_FromFormat("<Side %s, %zd levels>", self->is_bid ? "bids" : "asks",
+                                self->count);
+}
+
+static PyMappingMethods Side_mapping = {
+    .mp_length = (lenfunc)Side_length,
+    .mp_subscript = (binaryfunc)Side_subscript,
+    .mp_ass_subscript = (objobjargproc)Side_ass_subscript,
+};
+
+static PySequenceMethods Side_sequence = {
+    .sq_contains = (objobjproc)Side_contains,
+};
+
+static PyMethodDef Side_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))Side_get, METH_FASTCALL,
+     "get(key, default=None) -> size"},
+    {"pop", (PyCFunction)(void (*)(void))Side_pop, METH_FASTCALL,
+     "pop(key[, default]) -> size"},
+    {"keys", (PyCFunction)Side_keys, METH_NOARGS, "keys() -> [key, ...] best first"},
+    {"items", (PyCFunction)Side_items, METH_NOARGS, "items() -> [(key, size), ...] best first"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject SideType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bookengine._fastbook.Side",
+    .tp_basicsize = sizeof(Side),
+    .tp_dealloc = (destructor)Side_dealloc,
+    .tp_repr = (reprfunc)Side_repr,
+    .tp_as_mapping = &Side_mapping,
+    .tp_as_sequence = &Side_sequence,
+    .tp_iter = (getiterfunc)Side_iter,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Side(is_bid): one side of a book, int key -> size, best level last "
+              "(see _fastbook.c).",
+    .tp_methods = Side_methods,
+    .tp_init = (initproc)Side_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static Side *
+as_side(PyObject *obj)
+{
+    if (Py_TYPE(obj) != &SideType) {
+        PyErr_Format(PyExc_TypeError, "side must be a Side, got %.50s", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return (Side *)obj;
 }
 
 static PyObject *
@@ -317,28 +584,29 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "apply_levels takes 6 arguments");
         return NULL;
     }
-    PyObject *side = args[0], *levels = args[1];
+    PyObject *levels = args[1];
     PyObject *price_parts = args[5];
+    Side *side = as_side(args[0]);
+    if (side == NULL)
+        return NULL;
     int is_bid = PyObject_IsTrue(args[3]);
     if (is_bid < 0)
         return NULL;
+    if (is_bid != side->is_bid) {
+        PyErr_SetString(PyExc_ValueError, "is_bid does not match the side");
+        return NULL;
+    }
     long decimals = PyLong_AsLong(args[4]);
     if (decimals == -1 && PyErr_Occurred())
         return NULL;
-    if (!PyDict_CheckExact(side)) {
-        PyErr_SetString(PyExc_TypeError, "side must be a dict");
-        return NULL;
-    }
     if (!PyList_Check(levels)) {
         PyErr_Format(PyExc_ValueError, "levels must be a list, got %.50s",
                      Py_TYPE(levels)->tp_name);
         return NULL;
     }
-    int64_t best;
-    if (best_from_object(args[2], is_bid, &best) < 0)
-        return NULL;
-    int lost_best = 0;
-    Py_INCREF(levels); /* price_parts runs Python code */
+    /* price_parts runs Python code: hold what the loop reads */
+    Py_INCREF(levels);
+    Py_INCREF(side);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(levels); i++) {
         PyObject *level = PyList_GET_ITEM(levels, i);
         PyObject *price, *size;
@@ -364,33 +632,29 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto error;
         }
         Py_DECREF(level);
-        if (side_update(side, k, amount, is_bid, &best, &lost_best) < 0)
+        if (side_set(side, k, amount) < 0)
             goto error;
     }
     Py_DECREF(levels);
-    if (lost_best && side_rescan(side, is_bid, &best) < 0)
-        return NULL;
-    return best_to_object(best, is_bid);
+    PyObject *best = side_best(side);
+    Py_DECREF(side);
+    return best;
 
 error:
     Py_DECREF(levels);
+    Py_DECREF(side);
     return NULL;
 }
 
 /*
  * levels(side, descending, n, scale) -> [(price, size), ...] best first
  *
- * The depth query: sort the int64 keys of one side (<= ~50) and build the top n
- * (price, size) tuples, price = key / scale. For keys and scale that are exact doubles
- * (|key| < 2**53, scale = 10**D with D <= 18) that is one IEEE division, correctly
- * rounded, which is exactly what Python's int / int gives; otherwise Python's division
- * is called. n < 0: every level. A key beyond int64 raises OverflowError.
+ * The depth query: the side is already ordered, so the top n are its last n entries.
+ * price = key / scale: for keys and scale that are exact doubles (|key| < 2**53,
+ * scale = 10**D with D <= 18) that is one IEEE division, correctly rounded, which is
+ * exactly what Python's int / int gives; otherwise Python's division is called.
+ * n < 0: every level. `descending` must be the side's own order (bids: True).
  */
-typedef struct {
-    int64_t key;
-    PyObject *kobj, *size; /* borrowed from the dict */
-} SideEntry;
-
 static PyObject *
 levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -398,15 +662,22 @@ levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "levels takes 4 arguments");
         return NULL;
     }
-    PyObject *side = args[0], *scale_obj = args[3];
+    PyObject *scale_obj = args[3];
+    Side *side = as_side(args[0]);
+    if (side == NULL)
+        return NULL;
     int descending = PyObject_IsTrue(args[1]);
     if (descending < 0)
         return NULL;
+    if (descending != side->is_bid) {
+        PyErr_SetString(PyExc_ValueError, "levels come best first: bids descending");
+        return NULL;
+    }
     Py_ssize_t n = PyLong_AsSsize_t(args[2]);
     if (n == -1 && PyErr_Occurred())
         return NULL;
-    if (!PyDict_CheckExact(side) || !PyLong_CheckExact(scale_obj)) {
-        PyErr_SetString(PyExc_TypeError, "levels(dict, bool, int, int)");
+    if (!PyLong_CheckExact(scale_obj)) {
+        PyErr_SetString(PyExc_TypeError, "levels(Side, bool, int, int)");
         return NULL;
     }
     int overflow = 0;
@@ -418,75 +689,48 @@ levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     double scale = (double)scale_ll;
     int exact_scale = !overflow && scale_ll > 0 && scale_ll <= 1000000000000000000LL &&
                       (long long)scale == scale_ll;
-
-    Py_ssize_t count = PyDict_GET_SIZE(side);
-    if (n < 0 || n > count)
-        n = count;
-    SideEntry small[128];
-    SideEntry *entries = n <= 128 ? small : PyMem_Malloc(n * sizeof(SideEntry));
-    if (entries == NULL)
-        return PyErr_NoMemory();
-    Py_ssize_t pos = 0, i = 0, held = 0;
-    PyObject *kobj, *vobj;
-    PyObject *result = NULL;
-    /* Keep the best n seen so far, sorted, by insertion: a side holds ~50 levels and
-       most keys lose to the current n-th at once (qsort's callbacks cost more). */
-    Py_ssize_t filled = 0;
-    while (n > 0 && PyDict_Next(side, &pos, &kobj, &vobj)) {
-        /* Keys are int64 (OrderBook keeps them so): anything else raises. */
-        int64_t key = PyLong_AsLongLong(kobj);
-        if (key == -1 && PyErr_Occurred())
-            goto done;
-        if (filled == n) {
-            if (descending ? key <= entries[n - 1].key : key >= entries[n - 1].key)
-                continue;
-            filled--; /* the n-th drops out */
-        }
-        for (i = filled; i > 0 && (descending ? key > entries[i - 1].key
-                                              : key < entries[i - 1].key); i--)
-            entries[i] = entries[i - 1];
-        entries[i].key = key;
-        entries[i].kobj = kobj;
-        entries[i].size = vobj;
-        filled++;
-    }
-    /* Nothing above ran Python code; the allocations below may (a GC pass), so hold
-       the selected keys and sizes. */
-    for (i = 0; i < filled; i++) {
-        Py_INCREF(entries[i].kobj);
-        Py_INCREF(entries[i].size);
-    }
-    held = filled;
-    result = PyList_New(n);
+    if (n < 0 || n > side->count)
+        n = side->count;
+    PyObject *result = PyList_New(n);
     if (result == NULL)
-        goto done;
-    for (i = 0; i < n; i++) {
-        SideEntry *e = &entries[i];
+        return NULL;
+    /* Allocations below may run Python code (a GC pass), which could change the side:
+       hold it, and read each entry again after every allocation. */
+    Py_INCREF(side);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (side->count - 1 - i < 0) {
+            PyErr_SetString(PyExc_RuntimeError, "the side changed during levels()");
+            goto error;
+        }
+        Level level = side->items[side->count - 1 - i];
+        int64_t key = side->is_bid ? level.rank : ~level.rank;
         PyObject *price;
-        if (exact_scale && e->key < (1LL << 53) && e->key > -(1LL << 53))
-            price = PyFloat_FromDouble((double)e->key / scale);
-        else
-            price = PyNumber_TrueDivide(e->kobj, scale_obj);
-        if (price == NULL) {
-            Py_CLEAR(result);
-            goto done;
+        if (exact_scale && key < (1LL << 53) && key > -(1LL << 53)) {
+            price = PyFloat_FromDouble((double)key / scale);
         }
-        PyObject *pair = PyTuple_Pack(2, price, e->size);
-        Py_DECREF(price);
+        else {
+            PyObject *kobj = PyLong_FromLongLong(key);
+            price = kobj ? PyNumber_TrueDivide(kobj, scale_obj) : NULL;
+            Py_XDECREF(kobj);
+        }
+        PyObject *size = price ? PyFloat_FromDouble(level.size) : NULL;
+        PyObject *pair = size ? PyTuple_New(2) : NULL;
         if (pair == NULL) {
-            Py_CLEAR(result);
-            goto done;
+            Py_XDECREF(price);
+            Py_XDECREF(size);
+            goto error;
         }
+        PyTuple_SET_ITEM(pair, 0, price);
+        PyTuple_SET_ITEM(pair, 1, size);
         PyList_SET_ITEM(result, i, pair);
     }
-done:
-    for (i = 0; i < held; i++) {
-        Py_DECREF(entries[i].kobj);
-        Py_DECREF(entries[i].size);
-    }
-    if (entries != small)
-        PyMem_Free(entries);
+    Py_DECREF(side);
     return result;
+
+error:
+    Py_DECREF(side);
+    Py_DECREF(result);
+    return NULL;
 }
 
 /*
@@ -508,10 +752,12 @@ done:
  * so the scanner never decides that a frame is bad.
  *
  * scan(raw) -> None | (topic, symbol, seqNum, prevSeqNum, timestamp or None)
- * apply(bids, asks, best_bid, best_ask, decimals) -> None | (best_bid, best_ask)
- *     applies the levels of the last scanned frame (bids first), as apply_levels would.
- *     None, with nothing changed, if a price needs more decimals than `decimals` or
- *     does not fit a key at that scale: the general path then rescales or reports.
+ * apply(bids, asks, decimals) -> None | (bid key, size, ask key, size)
+ *     applies the levels of the last scanned frame to two Sides (bids first), as
+ *     apply_levels would, and returns the new top as OrderBook.top_keys() gives it.
+ *     None, with nothing changed, if the sides are dicts (a book built in pure-Python
+ *     mode), if a price needs more decimals than `decimals` or does not fit a key at
+ *     that scale: the general path then applies, rescales or reports.
  */
 
 typedef struct {
@@ -616,6 +862,101 @@ key_is(Cursor *c, Py_ssize_t lo, Py_ssize_t hi, const char *name, Py_ssize_t len
     return hi - lo == len && memcmp(c->s + lo, name, len) == 0;
 }
 
+/*
+ * The common spelling of a level's price or size, read in the same pass as its string:
+ * '"' digits ['.' digits] '"'. 1 with v (the digits from the first non-zero one), nd (how
+ * many), frac (digits after the point), dot, and the cursor past the closing quote; 0,
+ * consuming nothing, for anything else (more than 19 digits, a long text, another
+ * character), which plain_string and decimal_parts then read exactly as before.
+ */
+typedef struct {
+    uint64_t v;
+    int nd, frac, dot;
+} QuickDecimal;
+
+static inline int
+quick_decimal(Cursor *c, QuickDecimal *q)
+{
+    const char *s = c->s;
+    Py_ssize_t i = c->i, n = c->n;
+    if (i >= n || s[i] != '"')
+        return 0;
+    Py_ssize_t start = ++i;
+    uint64_t v = 0;
+    int nd = 0, frac = 0, dot = 0;
+    for (; i < n; i++) {
+        char ch = s[i];
+        if (ch >= '0' && ch <= '9') {
+            if (v != 0 || ch != '0') {
+                if (++nd > 19)
+                    return 0;
+                v = v * 10 + (uint64_t)(ch - '0');
+            }
+            frac += dot;
+        }
+        else if (ch == '.' && !dot && i > start) {
+            dot = 1;
+        }
+        else {
+            break;
+        }
+    }
+    if (i >= n || s[i] != '"' || i == start || s[i - 1] == '.' || i - start > 64)
+        return 0;
+    q->v = v;
+    q->nd = nd;
+    q->frac = frac;
+    q->dot = dot;
+    c->i = i + 1;
+    return 1;
+}
+
+/* A price as decimal_parts() splits it: 1 on success, 0 if the text is not a plain
+   decimal of <= 15 significant digits (the frame is then declined). */
+static int
+scan_price(Cursor *c, RawLevel *level)
+{
+    QuickDecimal q;
+    skip_ws(c);
+    if (quick_decimal(c, &q)) {
+        uint64_t m = q.v;
+        int e = -q.frac;
+        if (m == 0) {
+            e = 0;
+        }
+        else if (q.dot) { /* trailing zeros after a point say nothing */
+            while (m % 10 == 0) {
+                m /= 10;
+                e++;
+            }
+        }
+        if (m >= 1000000000000000ULL) /* more than 15 significant digits */
+            return 0;
+        level->mantissa = m;
+        level->exp10 = e;
+        return 1;
+    }
+    Py_ssize_t lo, hi;
+    return plain_string(c, &lo, &hi) &&
+           decimal_parts(c->s + lo, hi - lo, &level->mantissa, &level->exp10) == 0;
+}
+
+/* A size as decimal_to_double() reads it: 1 on success, 0 if it is not a plain decimal. */
+static int
+scan_size(Cursor *c, RawLevel *level)
+{
+    QuickDecimal q;
+    skip_ws(c);
+    if (quick_decimal(c, &q) && q.nd <= 15 && q.frac <= 22) {
+        /* Clinger's fast path: v < 10**15 < 2**53 is exact, so is 10**frac, and the
+           division rounds once: the double nearest the decimal, as strtod gives. */
+        level->size = q.frac ? (double)q.v / POW10[q.frac] : (double)q.v;
+        return 1;
+    }
+    Py_ssize_t lo, hi;
+    return plain_string(c, &lo, &hi) && decimal_to_double(c->s + lo, hi - lo, &level->size) == 0;
+}
+
 /* [["price", "size"], ...] into `out`. 1 if it conforms, 0 if not, -1 on MemoryError. */
 static int
 scan_levels(Scanner *self, Cursor *c, RawLevels *out)
@@ -626,10 +967,6 @@ scan_levels(Scanner *self, Cursor *c, RawLevels *out)
     if (accept(c, ']'))
         return 1;
     do {
-        Py_ssize_t plo, phi, slo, shi;
-        if (!accept(c, '[') || !plain_string(c, &plo, &phi) || !accept(c, ',') ||
-            !plain_string(c, &slo, &shi) || !accept(c, ']'))
-            return 0;
         if (out->count == out->capacity) {
             Py_ssize_t capacity = out->capacity ? 2 * out->capacity : 64;
             RawLevel *items = PyMem_Realloc(out->items, capacity * sizeof(RawLevel));
@@ -641,8 +978,8 @@ scan_levels(Scanner *self, Cursor *c, RawLevels *out)
             out->capacity = capacity;
         }
         RawLevel *level = &out->items[out->count];
-        if (decimal_parts(c->s + plo, phi - plo, &level->mantissa, &level->exp10) != 0 ||
-            decimal_to_double(c->s + slo, shi - slo, &level->size) != 0)
+        if (!accept(c, '[') || !scan_price(c, level) || !accept(c, ',') ||
+            !scan_size(c, level) || !accept(c, ']'))
             return 0;
         if (-level->exp10 > self->decimals)
             self->decimals = -level->exp10;
@@ -798,17 +1135,28 @@ Scanner_scan(Scanner *self, PyObject *raw)
         PyObject *topic = cached_string(self, 0, c.s, head.topic_lo, head.topic_hi);
         PyObject *symbol = topic ? cached_string(self, 1, c.s, head.symbol_lo, head.symbol_hi)
                                  : NULL;
-        if (symbol != NULL) {
-            if (head.seen & SEEN_TIMESTAMP)
-                result = Py_BuildValue("(NNLLL)", topic, symbol, (long long)head.seq,
-                                       (long long)head.prev, (long long)head.timestamp);
-            else
-                result = Py_BuildValue("(NNLLO)", topic, symbol, (long long)head.seq,
-                                       (long long)head.prev, Py_None);
-            topic = symbol = NULL; /* "N" stole them, even on failure */
-            self->ready = result != NULL;
+        PyObject *seq = symbol ? PyLong_FromLongLong(head.seq) : NULL;
+        PyObject *prev = seq ? PyLong_FromLongLong(head.prev) : NULL;
+        PyObject *stamp = NULL;
+        if (prev != NULL)
+            stamp = head.seen & SEEN_TIMESTAMP ? PyLong_FromLongLong(head.timestamp)
+                                               : Py_NewRef(Py_None);
+        result = stamp ? PyTuple_New(5) : NULL;
+        if (result != NULL) { /* the tuple takes the five references */
+            PyTuple_SET_ITEM(result, 0, topic);
+            PyTuple_SET_ITEM(result, 1, symbol);
+            PyTuple_SET_ITEM(result, 2, seq);
+            PyTuple_SET_ITEM(result, 3, prev);
+            PyTuple_SET_ITEM(result, 4, stamp);
+            self->ready = 1;
         }
-        Py_XDECREF(topic);
+        else {
+            Py_XDECREF(topic);
+            Py_XDECREF(symbol);
+            Py_XDECREF(seq);
+            Py_XDECREF(prev);
+            Py_XDECREF(stamp);
+        }
     }
     else if (ok == 0) {
         result = Py_NewRef(Py_None);
@@ -831,22 +1179,37 @@ compute_keys(RawLevels *levels, int decimals)
 }
 
 static int
-apply_raw_side(PyObject *side, RawLevels *levels, int is_bid, int64_t *best)
+apply_raw_side(Side *side, RawLevels *levels)
 {
-    int lost_best = 0;
     for (Py_ssize_t i = 0; i < levels->count; i++) {
         RawLevel *level = &levels->items[i];
-        if (side_update(side, level->key, level->size, is_bid, best, &lost_best) < 0)
+        if (side_set(side, level->key, level->size) < 0)
             return -1;
     }
-    return lost_best ? side_rescan(side, is_bid, best) : 0;
+    return 0;
+}
+
+/* (key, size) of a side's best level for top_keys(): (-inf/inf, None) if empty. */
+static int
+best_pair(const Side *side, PyObject **key, PyObject **size)
+{
+    *key = side_best(side);
+    if (*key == NULL)
+        return -1;
+    *size = side->count ? PyFloat_FromDouble(side->items[side->count - 1].size)
+                        : Py_NewRef(Py_None);
+    if (*size == NULL) {
+        Py_CLEAR(*key);
+        return -1;
+    }
+    return 0;
 }
 
 static PyObject *
 Scanner_apply(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "apply takes 5 arguments");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "apply takes 3 arguments");
         return NULL;
     }
     if (!self->ready) {
@@ -854,46 +1217,39 @@ Scanner_apply(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     self->ready = 0;
-    PyObject *bids = args[0], *asks = args[1];
-    if (!PyDict_CheckExact(bids) || !PyDict_CheckExact(asks)) {
-        PyErr_SetString(PyExc_TypeError, "bids and asks must be dicts");
+    if (Py_TYPE(args[0]) != &SideType || Py_TYPE(args[1]) != &SideType)
+        Py_RETURN_NONE; /* a book built under pure_python() (dicts): the general path's */
+    Side *bids = (Side *)args[0], *asks = (Side *)args[1];
+    if (!bids->is_bid || asks->is_bid) {
+        PyErr_SetString(PyExc_ValueError, "apply(bids, asks, ...): sides swapped");
         return NULL;
     }
-    long decimals = PyLong_AsLong(args[4]);
+    long decimals = PyLong_AsLong(args[2]);
     if (decimals == -1 && PyErr_Occurred())
         return NULL;
     if (self->decimals > decimals || compute_keys(&self->bids, (int)decimals) ||
         compute_keys(&self->asks, (int)decimals))
         Py_RETURN_NONE;
-    int64_t best_bid, best_ask;
-    if (best_from_object(args[2], 1, &best_bid) < 0 ||
-        best_from_object(args[3], 0, &best_ask) < 0)
+    if (apply_raw_side(bids, &self->bids) < 0 || apply_raw_side(asks, &self->asks) < 0)
         return NULL;
-    if (apply_raw_side(bids, &self->bids, 1, &best_bid) < 0 ||
-        apply_raw_side(asks, &self->asks, 0, &best_ask) < 0)
+    /* the new top as OrderBook.top_keys() gives it: (bid key, size, ask key, size) */
+    PyObject *top = PyTuple_New(4);
+    if (top == NULL)
         return NULL;
-    PyObject *bid = best_to_object(best_bid, 1);
-    PyObject *ask = bid ? best_to_object(best_ask, 0) : NULL;
-    if (ask == NULL) {
-        Py_XDECREF(bid);
-        return NULL;
-    }
-    /* the new top as OrderBook.top_keys() gives it: (bid key, size, ask key, size),
-       a size None on an empty side (the dicts' own size objects, borrowed) */
-    PyObject *bid_size = PyDict_GetItemWithError(bids, bid);
-    PyObject *ask_size = NULL;
-    if (!PyErr_Occurred())
-        ask_size = PyDict_GetItemWithError(asks, ask);
-    if (PyErr_Occurred()) {
-        Py_DECREF(bid);
-        Py_DECREF(ask);
-        return NULL;
-    }
-    PyObject *top = PyTuple_Pack(4, bid, bid_size ? bid_size : Py_None, ask,
-                                 ask_size ? ask_size : Py_None);
-    Py_DECREF(bid);
-    Py_DECREF(ask);
+    PyObject *k, *s;
+    if (best_pair(bids, &k, &s) < 0)
+        goto error;
+    PyTuple_SET_ITEM(top, 0, k);
+    PyTuple_SET_ITEM(top, 1, s);
+    if (best_pair(asks, &k, &s) < 0)
+        goto error;
+    PyTuple_SET_ITEM(top, 2, k);
+    PyTuple_SET_ITEM(top, 3, s);
     return top;
+
+error:
+    Py_DECREF(top);
+    return NULL;
 }
 
 static void
@@ -912,7 +1268,7 @@ static PyMethodDef Scanner_methods[] = {
     {"scan", (PyCFunction)Scanner_scan, METH_O,
      "scan(raw) -> None | (topic, symbol, seqNum, prevSeqNum, timestamp)"},
     {"apply", (PyCFunction)(void (*)(void))Scanner_apply, METH_FASTCALL,
-     "apply(bids, asks, best_bid, best_ask, decimals) -> None | (best_bid, best_ask)"},
+     "apply(bids, asks, decimals) -> None | (bid key, size, ask key, size)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -949,7 +1305,8 @@ PyInit__fastbook(void)
         return NULL;
     NeedsDecimals = PyErr_NewException("bookengine._fastbook.NeedsDecimals", NULL, NULL);
     if (NeedsDecimals == NULL || PyModule_AddObjectRef(m, "NeedsDecimals", NeedsDecimals) < 0 ||
-        PyType_Ready(&ScannerType) < 0 ||
+        PyType_Ready(&ScannerType) < 0 || PyType_Ready(&SideType) < 0 ||
+        PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0 ||
         PyModule_AddObjectRef(m, "Scanner", (PyObject *)&ScannerType) < 0) {
         Py_DECREF(m);
         return NULL;

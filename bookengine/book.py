@@ -27,7 +27,7 @@ import hashlib
 import os
 import re
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
@@ -54,9 +54,10 @@ _MAX_KEY = 2**63 - 1  # keys are int64 in the C accelerator, so everywhere
 
 Levels = list[tuple[float, float]]  # (price, size), best first
 TopKeys = tuple[float, float | None, float, float | None]  # see OrderBook.top_keys
-# One side: integer price key -> size. Keys are ints; typed float because a side's best
+# One side: integer price key -> size: a dict on the pure-Python path, a `_fastbook.Side`
+# (a sorted array) with the accelerator. Keys are ints; typed float because a side's best
 # key is -inf/inf when it is empty, and an int is a float to the type checker.
-Side = dict[float, float]
+Side = MutableMapping[float, float]
 
 # price string -> (mantissa, exp10), shared by every book: price strings repeat constantly.
 _parts_cache: dict[str, tuple[int, int]] = {}
@@ -153,6 +154,10 @@ class _NeedsDecimalsPy(Exception):
     """A price has more decimals than the book's keys: rescale, then apply again."""
 
 
+# One class on both paths (a book may be built in one mode and fed in the other).
+NeedsDecimals: type[Exception] = _NeedsDecimalsPy if _fastbook is None else _fastbook.NeedsDecimals
+
+
 def _apply_levels_py(
     side: Side,
     levels: list[object],
@@ -194,6 +199,11 @@ def _apply_levels_py(
     return best
 
 
+def _dict_side(is_bid: bool) -> Side:
+    """Pure-Python twin of _fastbook.Side(is_bid): a plain dict (unordered)."""
+    return {}
+
+
 def _side_levels_py(side: Side, descending: bool, n: int, scale: int) -> Levels:
     """Pure-Python twin of _fastbook.levels: the top `n` (every level if n < 0), best first."""
     # One C-level sort of <= ~50 ints, then tuples built by zip/map (no Python loop).
@@ -204,16 +214,19 @@ def _side_levels_py(side: Side, descending: bool, n: int, scale: int) -> Levels:
     return list(zip(prices, map(side.__getitem__, keys), strict=False))  # repeat() is endless
 
 
-# The one switch point between the C accelerator and its Python twins.
-NeedsDecimals: type[Exception] = _NeedsDecimalsPy
+# The one switch point between the C accelerator and its Python twins. A book uses the
+# functions of the mode it was built in: the Python twins work on a Side as on a dict,
+# the C functions only on a Side (see _levels_fn).
 Scanner: type[_fastbook.Scanner] | None = None  # None: BookSync parses every frame with orjson
 _apply_levels: Callable[..., float] = _apply_levels_py
 _side_levels: Callable[[Side, bool, int, int], Levels] = _side_levels_py
+_new_side: Callable[[bool], Side] = _dict_side
 if _fastbook is not None:
-    NeedsDecimals = _fastbook.NeedsDecimals
     Scanner = _fastbook.Scanner
     _apply_levels = _fastbook.apply_levels
     _side_levels = _fastbook.levels
+    _new_side = _fastbook.Side
+    MutableMapping.register(_fastbook.Side)
 
 ACCELERATED = _apply_levels is not _apply_levels_py
 
@@ -222,14 +235,32 @@ ACCELERATED = _apply_levels is not _apply_levels_py
 def pure_python() -> Iterator[None]:
     """Within this block, books and BookSyncs created run without the C accelerator, as
     with BOOKENGINE_PURE=1 (tests and benchmarks compare the two in one process)."""
-    global _apply_levels, NeedsDecimals, Scanner, _side_levels
-    saved = _apply_levels, NeedsDecimals, Scanner, _side_levels
-    _apply_levels, NeedsDecimals, Scanner = _apply_levels_py, _NeedsDecimalsPy, None
-    _side_levels = _side_levels_py
+    global _apply_levels, Scanner, _side_levels, _new_side
+    saved = _apply_levels, Scanner, _side_levels, _new_side
+    _apply_levels, Scanner = _apply_levels_py, None
+    _side_levels, _new_side = _side_levels_py, _dict_side
     try:
         yield
     finally:
-        _apply_levels, NeedsDecimals, Scanner, _side_levels = saved
+        _apply_levels, Scanner, _side_levels, _new_side = saved
+
+
+def _levels_fn(side: Side) -> Callable[..., float]:
+    """The level loop for this side: a dict (built under pure_python()) takes the Python
+    twin whatever the mode now is."""
+    return _apply_levels_py if type(side) is dict else _apply_levels
+
+
+def _depth_fn(side: Side) -> Callable[[Side, bool, int, int], Levels]:
+    return _side_levels_py if type(side) is dict else _side_levels
+
+
+def _rescaled(side: Side, is_bid: bool, factor: int) -> Side:
+    """A copy of `side` (a dict or a Side) with every key times `factor`."""
+    scaled: Side = {} if type(side) is dict else type(side)(is_bid)  # type: ignore[call-arg]
+    for key, size in side.items():
+        scaled[key * factor] = size
+    return scaled
 
 
 def _level_error(exc: Exception) -> LevelError:
@@ -264,8 +295,8 @@ class OrderBook:
         self.tick: str | None = None  # the price grid, when instruments are known
         # sizes are handed out times this (a contract size: base coin); None: as sent
         self.size_factor: str | None = None
-        self._bids: Side = {}
-        self._asks: Side = {}
+        self._bids: Side = _new_side(True)
+        self._asks: Side = _new_side(False)
         self._best_bid: float = -inf  # a key (int), or -inf / +inf for an empty side
         self._best_ask: float = inf
         self._decimals = 0
@@ -281,8 +312,8 @@ class OrderBook:
         `LevelError` the book is unchanged."""
         decimals = 0
         while True:
-            new_bids: Side = {}
-            new_asks: Side = {}
+            new_bids = _new_side(True)
+            new_asks = _new_side(False)
             try:
                 best_bid = _apply_levels(new_bids, bids, -inf, True, decimals, price_parts)
                 best_ask = _apply_levels(new_asks, asks, inf, False, decimals, price_parts)
@@ -305,13 +336,14 @@ class OrderBook:
         Each size is the new total at that price. On a `LevelError` the book may be half
         updated: the caller must treat it as invalid (BookSync resyncs the topic).
         """
+        apply = _levels_fn(self._bids)
         try:
             if bids:
-                self._best_bid = _apply_levels(
+                self._best_bid = apply(
                     self._bids, bids, self._best_bid, True, self._decimals, price_parts
                 )
             if asks:
-                self._best_ask = _apply_levels(
+                self._best_ask = apply(
                     self._asks, asks, self._best_ask, False, self._decimals, price_parts
                 )
         except NeedsDecimals as exc:
@@ -321,15 +353,6 @@ class OrderBook:
             self.apply_delta(bids, asks)
         except (TypeError, ValueError) as exc:
             raise _level_error(exc) from None
-
-    def apply_scanned(self, scanner: _fastbook.Scanner) -> TopKeys | None:
-        """Apply the delta the C scanner just read (BookSync's fast path) and return
-        `top_keys()`; None, with nothing changed, if it needs the general path (a finer
-        price: a rescale). One call per delta does both: a call costs ~0.05 us."""
-        top = scanner.apply(self._bids, self._asks, self._best_bid, self._best_ask, self._decimals)
-        if top is not None:
-            self._best_bid, self._best_ask = top[0], top[2]
-        return top
 
     def top_keys(self) -> TopKeys:
         """(best bid key, its size, best ask key, its size): keys are exact integers
@@ -352,8 +375,8 @@ class OrderBook:
                 f"prices with {decimals} decimals do not fit this book's largest price "
                 f"{largest / self._scale!r} in {_MAX_KEY.bit_length()} bits"
             )
-        self._bids = {k * factor: v for k, v in self._bids.items()}
-        self._asks = {k * factor: v for k, v in self._asks.items()}
+        self._bids = _rescaled(self._bids, True, factor)
+        self._asks = _rescaled(self._asks, False, factor)
         self._decimals = decimals
         self._scale = _POW10[decimals]
         # A half-applied pass may have moved the best: recompute from the contents.
@@ -364,8 +387,8 @@ class OrderBook:
         """Empty the book (and forget its precision: the next snapshot sets it)."""
         self.seq = None
         self.exchange_ms = None
-        self._bids = {}
-        self._asks = {}
+        self._bids = _new_side(True)
+        self._asks = _new_side(False)
         self._best_bid = -inf
         self._best_ask = inf
         self._decimals = 0
@@ -452,7 +475,7 @@ class OrderBook:
                 raise ArgumentError(f"depth must be >= 0, got {n}")
             if n > len(side):
                 n = -1  # every level (keeps huge counts out of C)
-        return _side_levels(side, descending, n, self._scale)
+        return _depth_fn(side)(side, descending, n, self._scale)
 
     def size_at(self, side: str, price: str | float) -> float:
         """Size resting at `price` on "bid" or "ask" (0.0 if none)."""

@@ -105,6 +105,8 @@ _S = SyncStatus
 _ANY = frozenset(SyncStatus)
 _FAILED = frozenset({_S.OUT_OF_SYNC, _S.FAILING})
 _SUBSCRIBED = frozenset({_S.WAITING, _S.SYNCED, _S.OUT_OF_SYNC, _S.FAILING})
+
+
 # reason -> (the statuses it may leave, the statuses it may lead to): the table above
 class Units(NamedTuple):
     """What instruments metadata tells a book: its tick, and the factor its sizes are
@@ -215,9 +217,7 @@ class SyncStats:
         """Every frame fed (derived: the hot path counts per topic only)."""
         routed = sum(t.frames for t in self.topics.values())
         unrouted_bad = self.bad_frames - sum(t.bad_frames for t in self.topics.values())
-        return (
-            routed + unrouted_bad + self.error_frames + self.acks + self.pongs + self.unsolicited
-        )
+        return routed + unrouted_bad + self.error_frames + self.acks + self.pongs + self.unsolicited
 
     @property
     def gaps(self) -> int:
@@ -414,9 +414,7 @@ class BookSync:
 
     def books(self) -> dict[str, OrderBook]:
         """Every synced book by stream key."""
-        return {
-            s.key: s.book for s in self._books.values() if s.status is _SYNCED and not s.is_l1
-        }
+        return {s.key: s.book for s in self._books.values() if s.status is _SYNCED and not s.is_l1}
 
     def topic_stats(self, topic: str) -> TopicStats | None:
         """Counters of one stream (any spelling)."""
@@ -462,8 +460,14 @@ class BookSync:
                         and seq > prev
                         and state.symbol == symbol
                     ):
-                        top = state.book.apply_scanned(scanner)
+                        # The scanner applies the levels to the book's C sides and gives
+                        # the new top_keys(); None (nothing changed) if a finer price needs
+                        # a rescale, which the general path does.
+                        book = state.book
+                        top = scanner.apply(book._bids, book._asks, book._decimals)
                         if top is not None:
+                            book._best_bid = top[0]
+                            book._best_ask = top[2]
                             return self._delta_applied(state, arrival_ns, timestamp, seq, top)
             try:
                 msg = _loads(raw)
@@ -812,7 +816,6 @@ def _key(item: str, grouping: int | None) -> str:
         return stream_key(item, grouping)
     except TopicError:
         return ""
-
 
 
 def _timestamp(data: dict[str, Any]) -> int | None:

@@ -186,3 +186,53 @@ def test_depth_takes_any_integer_count():
         book.bids(1.5)
     with pytest.raises(ValueError):
         book.asks(-1)
+
+
+def test_a_book_built_in_one_mode_works_in_the_other():
+    """A book keeps working when it crosses `pure_python()` either way (a dict side
+    under the C functions, a C side under the Python twins): same levels, rescale too."""
+    import bookengine.book as book_module
+
+    def build():
+        book = OrderBook("X")
+        book.apply_snapshot([["100.5", "1"], ["100.4", "2"]], [["100.7", "3"]])
+        return book
+
+    def feed(book):
+        book.apply_delta([["100.6", "4"], ["100.5", "0"]], [["100.65", "1"]])  # rescales
+        return book.depth(), book.top_keys(), book.digest()
+
+    with book_module.pure_python():
+        reference = feed(build())
+        built_pure = build()
+    built_here = build()
+    with book_module.pure_python():
+        assert feed(built_here) == reference
+    assert feed(built_pure) == reference
+    assert reference[0] == ([(100.6, 4.0), (100.4, 2.0)], [(100.65, 1.0), (100.7, 3.0)])
+
+
+def test_a_booksync_with_the_scanner_keeps_books_built_in_pure_mode():
+    """Books subscribed under pure_python() hold dicts: the scanner declines them and the
+    general path applies the delta, with the same result."""
+    from frames import delta, snapshot
+
+    import bookengine.book as book_module
+    from bookengine import BookSync
+
+    frames = [
+        snapshot(10, [["100.5", "1"]], [["100.7", "3"]]),
+        delta(11, [["100.6", "4"], ["100.5", "0"]], [["100.65", "1"]]),
+    ]
+    results = []
+    for pure_books in (False, True):
+        sync = BookSync()
+        if pure_books:
+            with book_module.pure_python():
+                sync.subscribe(["update:BTC-PERP_0"], 0)
+        else:
+            sync.subscribe(["update:BTC-PERP_0"], 0)
+        events = [e for i, raw in enumerate(frames) for e in sync.feed(i, raw)]
+        results.append((events, sync.book("BTC-PERP").depth(), sync.stats.bad_frames))
+    assert results[0] == results[1]
+    assert results[0][1] == ([(100.6, 4.0)], [(100.65, 1.0), (100.7, 3.0)])

@@ -13,7 +13,15 @@ pytestmark = pytest.mark.skipif(not bm.ACCELERATED, reason="C accelerator not bu
 
 if bm.ACCELERATED:
     from bookengine._fastbook import NeedsDecimals as CNeeds
+    from bookengine._fastbook import Side
     from bookengine._fastbook import apply_levels as c_apply
+
+
+def c_side(is_bid: bool, levels: dict):
+    side = Side(is_bid)
+    for key, size in levels.items():
+        side[key] = size
+    return side
 
 
 def run(apply, needs, side, levels, best, is_bid, decimals):
@@ -62,8 +70,10 @@ sizes = st.one_of(
 )
 def test_c_and_python_agree(start, levels, is_bid, decimals):
     best0 = (max(start) if is_bid else min(start)) if start else (-inf if is_bid else inf)
-    c = run(c_apply, CNeeds, dict(start), levels, best0, is_bid, decimals)
+    c = run(c_apply, CNeeds, c_side(is_bid, start), levels, best0, is_bid, decimals)
     py = run(bm._apply_levels_py, bm.NeedsDecimals, dict(start), levels, best0, is_bid, decimals)
+    if c[0] == "ok":
+        c = (c[0], c[1], dict(c[2].items()))
     if c[0] == "error" or py[0] == "error":
         # The C side validates sizes strictly ("1e5" is refused there, read by float() here);
         # a refusal by C must never be an acceptance of something float() cannot read.
@@ -75,22 +85,26 @@ def test_c_and_python_agree(start, levels, is_bid, decimals):
 
 
 def test_known_values():
-    side: dict = {}
+    side = Side(True)
     best = c_apply(side, [["86540.6", "5"], ["86540.5", "0.25"]], -inf, True, 1, bm.price_parts)
-    assert best == 865406 and side == {865406: 5.0, 865405: 0.25}
+    assert best == 865406 and side.items() == [(865406, 5.0), (865405, 0.25)]
     with pytest.raises(CNeeds) as info:
-        c_apply({}, [["0.001", "1"]], -inf, True, 1, bm.price_parts)
+        c_apply(Side(True), [["0.001", "1"]], -inf, True, 1, bm.price_parts)
     assert info.value.args == (3,)
     with pytest.raises(ValueError, match="size"):
-        c_apply({}, [["1.0", "1e5"]], -inf, True, 1, bm.price_parts)
+        c_apply(Side(True), [["1.0", "1e5"]], -inf, True, 1, bm.price_parts)
     with pytest.raises(bm.LevelError, match="significant digits"):
-        c_apply({}, [["1234567890123456", "1"]], -inf, True, 0, bm.price_parts)
+        c_apply(Side(True), [["1234567890123456", "1"]], -inf, True, 0, bm.price_parts)
+    with pytest.raises(TypeError, match="Side"):
+        c_apply({}, [["1", "1"]], -inf, True, 0, bm.price_parts)
+    with pytest.raises(ValueError, match="is_bid"):
+        c_apply(Side(False), [["1", "1"]], inf, True, 0, bm.price_parts)
 
 
 @settings(max_examples=400, deadline=None)
 @given(
     side=st.dictionaries(
-        st.one_of(st.integers(0, 10**7), st.integers(2**52, 2**54), st.integers(2**62, 2**65)),
+        st.one_of(st.integers(0, 10**7), st.integers(2**52, 2**54), st.integers(2**62, 2**63 - 1)),
         st.sampled_from([1.0, 2.5, 0.001]),
         max_size=70,
     ),
@@ -104,11 +118,7 @@ def test_c_and_python_depth_agree(side, descending, n, decimals):
 
     scale = 10**decimals
     want = bm._side_levels_py(side, descending, n, scale)
-    if n != 0 and side and max(side) >= 2**63:  # OrderBook never holds these (test_book.py)
-        with pytest.raises(OverflowError):
-            c_levels(side, descending, n, scale)
-        return
-    got = c_levels(side, descending, n, scale)
+    got = c_levels(c_side(descending, side), descending, n, scale)
     assert got == want
     assert [p.hex() for p, _ in got] == [p.hex() for p, _ in want]
 
@@ -119,4 +129,73 @@ def test_depth_division_is_pythons_for_any_scale():
     side = {1: 1.0, 3: 2.0, 2**53 + 1: 1.0}
     for scale in (2**53 + 1, 10**15, 10**16, 10**18, 10**19, 3):
         want = bm._side_levels_py(side, False, -1, scale)
-        assert [p.hex() for p, _ in c_levels(side, False, -1, scale)] == [p.hex() for p, _ in want]
+        got = c_levels(c_side(False, side), False, -1, scale)
+        assert [p.hex() for p, _ in got] == [p.hex() for p, _ in want]
+
+
+def test_depth_comes_best_first_only():
+    from bookengine._fastbook import levels as c_levels
+
+    with pytest.raises(ValueError, match="best first"):
+        c_levels(Side(False), True, -1, 1)
+    with pytest.raises(TypeError, match="Side"):
+        c_levels({1: 1.0}, True, -1, 1)
+
+
+# --- the C Side against a dict -----------------------------------------------------------
+
+keys = st.one_of(st.integers(0, 60), st.integers(0, 2**63 - 1))
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), keys, st.sampled_from([1.0, 0.5, 1e-8, 1e300])),
+        st.tuples(st.just("del"), keys),
+        st.tuples(st.just("pop"), keys),
+        st.tuples(st.just("get"), st.one_of(keys, st.just(-inf), st.just(inf), st.just(3.0))),
+    ),
+    max_size=200,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(is_bid=st.booleans(), ops=operations)
+def test_side_is_a_dict_in_best_first_order(is_bid, ops):
+    """Every mapping operation agrees with a dict; iteration goes best first; the best is
+    the dict's max (bids) or min (asks)."""
+    side, model = Side(is_bid), {}
+    for op in ops:
+        if op[0] == "set":
+            side[op[1]] = op[2]
+            model[op[1]] = op[2]
+        elif op[0] == "del":
+            if op[1] in model:
+                del side[op[1]]
+                del model[op[1]]
+            else:
+                with pytest.raises(KeyError):
+                    del side[op[1]]
+        elif op[0] == "pop":
+            assert side.pop(op[1], None) == model.pop(op[1], None)
+        else:
+            assert side.get(op[1]) == model.get(op[1])
+            assert (op[1] in side) == (op[1] in model)
+        assert len(side) == len(model)
+    ordered = sorted(model, reverse=is_bid)
+    assert list(side) == ordered == side.keys()
+    assert side.items() == [(k, model[k]) for k in ordered]
+    assert dict(side.items()) == model
+
+
+def test_side_refuses_what_no_book_holds():
+    side = Side(True)
+    with pytest.raises(OverflowError):
+        side[2**63] = 1.0
+    with pytest.raises(ValueError, match="size"):
+        side[1] = 0.0
+    with pytest.raises(ValueError, match="size"):
+        side[1] = float("nan")
+    with pytest.raises(TypeError):
+        side["1"] = 1.0
+    with pytest.raises(KeyError):
+        side[2**70]
+    assert side.get(2**70, "absent") == "absent" and side.get("1") is None
+    assert len(side) == 0 and repr(side) == "<Side bids, 0 levels>"

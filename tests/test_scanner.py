@@ -137,58 +137,83 @@ def test_scan_declines_every_truncation():
 # --- Scanner.apply ----------------------------------------------------------------------
 
 
+def sides(bids: dict, asks: dict):
+    """A book's two C sides holding these levels."""
+    side = book_module._fastbook.Side
+    return fill(side(True), bids), fill(side(False), asks)
+
+
+def fill(side, levels: dict):
+    for key, size in levels.items():
+        side[key] = size
+    return side
+
+
 def test_apply_needs_a_scanned_frame():
     scanner = book_module.Scanner()
     with pytest.raises(RuntimeError):
-        scanner.apply({}, {}, float("-inf"), float("inf"), 1)
+        scanner.apply(*sides({}, {}), 1)
     assert scanner.scan(b"{}") is None
     with pytest.raises(RuntimeError):  # a declined frame leaves nothing to apply
-        scanner.apply({}, {}, float("-inf"), float("inf"), 1)
+        scanner.apply(*sides({}, {}), 1)
+
+
+def test_apply_declines_dicts_and_refuses_swapped_sides():
+    scanner = book_module.Scanner()
+    scanner.scan(DELTA)
+    bids_dict: dict = {}
+    assert scanner.apply(bids_dict, {}, 1) is None  # a pure-Python book: the general path
+    assert bids_dict == {}
+    bids, asks = sides({}, {})
+    scanner.scan(DELTA)
+    with pytest.raises(ValueError, match="swapped"):
+        scanner.apply(asks, bids, 1)
+    assert len(bids) == len(asks) == 0
 
 
 def test_apply_sets_deletes_and_keeps_the_best():
     scanner = book_module.Scanner()
-    bids = {865399: 5.0, 865380: 1.0}
-    asks = {865410: 2.0}
+    bids, asks = sides({865399: 5.0, 865380: 1.0}, {865410: 2.0})
     scanner.scan(DELTA)
     # 86540.0 -> key 865400 (new best bid), 86539.9 deleted, 86540.5 -> new best ask
     # the new top, as OrderBook.top_keys(): (bid key, size, ask key, size)
-    assert scanner.apply(bids, asks, 865399, 865410, 1) == (865400, 24.0, 865405, 3.25)
-    assert bids == {865400: 24.0, 865380: 1.0}
-    assert asks == {865410: 2.0, 865405: 3.25}
+    assert scanner.apply(bids, asks, 1) == (865400, 24.0, 865405, 3.25)
+    assert bids.items() == [(865400, 24.0), (865380, 1.0)]  # best first
+    assert asks.items() == [(865405, 3.25), (865410, 2.0)]
 
 
 def test_apply_rescans_when_the_best_level_is_deleted():
     scanner = book_module.Scanner()
     raw = delta(11, [["100.2", "0"]], [["100.3", "0"], ["100.5", "0"]])
-    bids = {1002: 1.0, 1001: 1.0, 999: 1.0}
-    asks = {1003: 1.0, 1005: 1.0}
+    bids, asks = sides({1002: 1.0, 1001: 1.0, 999: 1.0}, {1003: 1.0, 1005: 1.0})
     scanner.scan(raw)
-    assert scanner.apply(bids, asks, 1002, 1003, 1) == (1001, 1.0, float("inf"), None)
-    assert bids == {1001: 1.0, 999: 1.0} and asks == {}
+    assert scanner.apply(bids, asks, 1) == (1001, 1.0, float("inf"), None)
+    assert bids.items() == [(1001, 1.0), (999, 1.0)] and len(asks) == 0
 
 
 def test_apply_declines_finer_prices_and_changes_nothing():
     scanner = book_module.Scanner()
     scanner.scan(delta(11, [["100.25", "1"]], [["100.3", "2"]]))
-    bids, asks = {1001: 1.0}, {1004: 1.0}
-    assert scanner.apply(bids, asks, 1001, 1004, 1) is None  # 100.25 needs 2 decimals
-    assert bids == {1001: 1.0} and asks == {1004: 1.0}
+    bids, asks = sides({1001: 1.0}, {1004: 1.0})
+    assert scanner.apply(bids, asks, 1) is None  # 100.25 needs 2 decimals
+    assert bids.items() == [(1001, 1.0)] and asks.items() == [(1004, 1.0)]
 
 
 def test_apply_declines_keys_that_do_not_fit():
     scanner = book_module.Scanner()
     scanner.scan(delta(11, [["999999999999999", "1"]]))
-    assert scanner.apply({}, {}, float("-inf"), float("inf"), 10) is None
+    bids, asks = sides({}, {})
+    assert scanner.apply(bids, asks, 10) is None
+    assert len(bids) == 0
 
 
 def test_apply_repeated_price_spellings_are_one_level():
     scanner = book_module.Scanner()
     scanner.scan(delta(11, [["100.5", "1"], ["100.50", "2"], ["100.500", "0"], ["100.5", "4"]]))
-    bids: dict = {}
-    top = scanner.apply(bids, {}, float("-inf"), float("inf"), 3)
+    bids, asks = sides({}, {})
+    top = scanner.apply(bids, asks, 3)
     assert top == (100500, 4.0, float("inf"), None)
-    assert bids == {100500: 4.0}
+    assert bids.items() == [(100500, 4.0)]
 
 
 # --- BookSync on the scanner ----------------------------------------------------------
@@ -348,3 +373,55 @@ def test_a_huge_delta_takes_the_fast_path_and_matches_the_orjson_path():
     assert fast.feed(1, raw) == slow.feed(1, raw)
     assert fast.book("BTC-PERP").as_dict() == slow.book("BTC-PERP").as_dict()
     assert fast.book("BTC-PERP").bid_levels == sum(1 for i in range(20_000) if i % 7)
+
+
+decimal_texts = st.one_of(
+    st.text(alphabet="0123456789.", min_size=0, max_size=24),
+    st.from_regex(r"0{0,70}[0-9]{1,20}(\.[0-9]{1,25}0{0,5})?", fullmatch=True),
+    st.sampled_from(
+        [
+            "100.0",
+            "0.000",
+            "007.50",
+            "1.",
+            ".5",
+            "1..2",
+            "9" * 15,
+            "9" * 16,
+            "1" + "0" * 18,
+            "1" + "0" * 19,
+            "0." + "0" * 21 + "1",
+            "0." + "0" * 22 + "1",
+            "123456789012345.0",
+            "1234567890123456.0",
+            "0" * 65 + "1",
+            "0" * 66 + "1",
+        ]
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(price=decimal_texts, size=decimal_texts)
+def test_every_spelling_of_a_level_reads_as_the_orjson_path_reads_it(price, size):
+    """The scanner reads the usual spellings in one pass and hands the rest to the general
+    parsers: either way, books, events and refusals equal those of the orjson path."""
+    start = snapshot(10, [["1", "1"]], [["100000000", "1"]])
+    raw = delta(11, [[price, size]], [[price, "2"]])
+    fast, slow = BookSync(), BookSync()
+    slow._scanner = None
+    for sync in (fast, slow):
+        sync.subscribe([T], 0)
+        sync.feed(0, start)
+    assert fast.feed(1, raw) == slow.feed(1, raw)
+    assert fast.status("BTC-PERP") == slow.status("BTC-PERP")
+    fast_book, slow_book = fast.book("BTC-PERP"), slow.book("BTC-PERP")
+    assert (fast_book is None) == (slow_book is None)
+    if fast_book is not None and slow_book is not None:
+        assert fast_book.as_dict() == slow_book.as_dict()
+        assert fast_book.top_keys() == slow_book.top_keys()
+
+
+@pytest.mark.parametrize("text", ["100.0", "007.50", "0.000", "0." + "0" * 21 + "1", "9" * 15])
+def test_usual_and_odd_spellings_stay_on_the_fast_path(text):
+    assert scan(delta(11, [[text, text]], [])) is not None
