@@ -468,7 +468,15 @@ class BookSync:
                         if top is not None:
                             book._best_bid = top[0]
                             book._best_ask = top[2]
-                            return self._delta_applied(state, arrival_ns, timestamp, seq, top)
+                            # _delta_applied, inline (a call less), and its usual case
+                            state.stats.deltas += 1
+                            state.last_seq = book.seq = seq
+                            book.exchange_ms = timestamp
+                            if top[0] < top[2] and top != state.top and not self._book_updates:
+                                state.top = top
+                                state.stats.top_changes += 1
+                                return [_top_of_book(state, arrival_ns, timestamp, seq, top)]
+                            return self._delta_events(state, arrival_ns, timestamp, seq, top)
             try:
                 msg = _loads(raw)
             except orjson.JSONDecodeError as exc:
@@ -526,6 +534,13 @@ class BookSync:
         state.stats.deltas += 1  # counted once applied: a frame that raised is a bad frame
         state.last_seq = book.seq = seq
         book.exchange_ms = timestamp
+        return self._delta_events(state, arrival_ns, timestamp, seq, top)
+
+    def _delta_events(
+        self, state: _Book, arrival_ns: int, timestamp: int | None, seq: int, top: TopKeys
+    ) -> Sequence[Event]:
+        """_delta_applied's events, once the delta is counted and the book stamped."""
+        book = state.book
         if top[0] >= top[2]:
             return self._crossed(state, arrival_ns, seq, by_delta=True)
         if top == state.top:

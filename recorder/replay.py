@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -305,12 +306,12 @@ class Replay:
         started = time.perf_counter()
         frame_kind = fmt.FRAME
         reader = RecordingReader(self.files, read_from, end, skip_damaged=self.skip_damaged)
-        for info, records in reader.by_file():
+        for info, blocks in reader.by_file():
             self._enter(file_header(info.path, info))
             session = self._session
             syncs, opened, next_timeouts = session.syncs, session.opened, session.next_timeouts
             by_calls = session.calls_recorded
-            for kind, ns, conn, payload in records:
+            for kind, ns, conn, payload in chain.from_iterable(blocks):
                 if not session.seek_subscribed:
                     # a replay that joins a session which began earlier (a seek, or files
                     # from the middle of a session) starts after its subscribe: make it
