@@ -1,5 +1,6 @@
 """The live path against a frame source in another process (benchmarks/frame_source.py):
-the Feed beside a bare websockets receive loop reading the very same bytes.
+the Feed beside a bare websockets receive loop reading the very same bytes, and the same
+two with the picows client (the [picows] extra) when it is installed.
 
 - throughput: frames/s, the source writing as fast as the client reads;
 - latency: send (source process) -> callback, p50/p99, paced at 5,000 frames/s; the bare
@@ -64,6 +65,45 @@ async def _bare(url: str, n: int, stamps: list[int] | None = None) -> float:
         return (n - 1) / (time.perf_counter() - started)
 
 
+async def _bare_picows(url: str, n: int, stamps: list[int] | None = None) -> float:
+    """The bare loop on picows: a listener whose per-frame callback takes the bytes."""
+    import picows
+
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[float] = loop.create_future()
+    count, started = 0, 0.0
+
+    class Listener(picows.WSListener):  # type: ignore[misc]
+        def on_ws_connected(self, transport: picows.WSTransport) -> None:
+            transport.send(picows.WSMsgType.TEXT, SUBSCRIBE.encode())
+
+        def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+            nonlocal count, started
+            frame.get_payload_as_bytes()
+            if stamps is not None:
+                stamps.append(time.time_ns())
+            count += 1
+            if count == 1:
+                started = time.perf_counter()
+            elif count == n and not done.done():
+                done.set_result((n - 1) / (time.perf_counter() - started))
+
+    transport, _ = await picows.ws_connect(Listener, url + "/ws/oss/futures",
+                                           max_frame_size=2**24)  # fmt: skip
+    try:
+        return await done
+    finally:
+        transport.disconnect()
+
+
+def has_picows() -> bool:
+    try:
+        import picows  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 async def _feed(url: str, n: int, frames, stamps: dict[int, int] | None = None,  # noqa: ANN001
                 **options) -> float:  # fmt: skip
     """Frames/s a Feed takes in (polling `stats()` each millisecond: it is cheap), and the
@@ -97,36 +137,57 @@ def _top_changes_cache(frames) -> set[int]:  # noqa: ANN001
 _CACHE: dict[int, set[int]] = {}
 
 
+# name -> (bare client, or Feed options)
+RUNS: dict[str, dict[str, str]] = {
+    "bare": {"bare": "websockets"},
+    "feed": {"delivery": "queued", "client": "websockets"},
+    "inline": {"delivery": "inline", "client": "websockets"},
+    "bare_picows": {"bare": "picows"},
+    "feed_picows": {"delivery": "queued", "client": "picows"},
+    "inline_picows": {"delivery": "inline", "client": "picows"},
+}
+
+
+def _names() -> list[str]:
+    return [name for name in RUNS if has_picows() or "picows" not in name]
+
+
+def _one(name: str, url: str, frames, stamps=None) -> float:  # noqa: ANN001
+    """One run of `name` against the source at `url`: frames/s; fills `stamps` (a list of
+    receive times for a bare loop, frame index -> callback time for a Feed)."""
+    options = dict(RUNS[name])
+    bare = options.pop("bare", None)
+    if bare == "picows":
+        return _run(_bare_picows(url, len(frames), stamps))
+    if bare is not None:
+        return _run(_bare(url, len(frames), stamps))
+    return _run(_feed(url, len(frames), frames, stamps, **options))
+
+
 def throughput(n: int = 100_000) -> dict[str, float]:
-    """Best of two interleaved runs each: bare, Feed (queued delivery), Feed (inline)."""
+    """Best of two interleaved runs each: the bare loops and the Feed's variants."""
     frames = realistic_frames(n=n - 1)
     out: dict[str, float] = {}
-    for name in ("bare", "feed", "inline") * 2:  # interleaved: noise hits all alike
+    for name in _names() * 2:  # interleaved: noise hits all alike
         with FrameSource(frames) as source:
-            if name == "bare":
-                rate = _run(_bare(source.url, len(frames)))
-            else:
-                delivery = "inline" if name == "inline" else "queued"
-                rate = _run(_feed(source.url, len(frames), frames, delivery=delivery))
+            rate = _one(name, source.url, frames)
         out[name] = max(out.get(name, 0.0), rate)
     return out
 
 
-def latency(rate: float = 5000.0, seconds: float = 4.0, **options) -> dict[str, float]:
+def latency(rate: float = 5000.0, seconds: float = 4.0) -> dict[str, float]:
     frames = realistic_frames(n=int(rate * seconds))
     tops = _top_changes_cache(frames)
     out: dict[str, float] = {}
-    for name in ("bare", "feed", "inline"):
+    for name in _names():
         with FrameSource(frames, rate=rate) as source:
-            if name == "bare":
+            if "bare" in RUNS[name]:
                 stamps: list[int] = []
-                _run(_bare(source.url, len(frames), stamps))
+                _one(name, source.url, frames, stamps)
                 received = dict(enumerate(stamps))
             else:
                 received = {}
-                delivery = "inline" if name == "inline" else "queued"
-                _run(_feed(source.url, len(frames), frames, received, delivery=delivery,
-                           **options))  # fmt: skip
+                _one(name, source.url, frames, received)
             sent = source.send_ns()
         warm = len(frames) // 10  # the first tenth: connection set-up, JIT-less warm-up
         lat = sorted(received[i] - sent[i] for i in tops if i >= warm and i in received)

@@ -41,10 +41,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-
-from bookengine import naming
+from bookengine import clients, naming
 from bookengine.auth import Credentials, RedactAuthFilter, is_auth_request, redact_auth
 from bookengine.book import OrderBook
 from bookengine.errors import ArgumentError, BookEngineError, ExchangeError
@@ -62,6 +59,7 @@ from bookengine.events import (
     TopOfBook,
     Trade,
     TradeGap,
+    _topic,
 )
 from bookengine.instruments import Instruments
 from bookengine.private import NOTIFICATIONS, PrivateSync, is_private, otc_request
@@ -237,6 +235,7 @@ class Feed:
         credentials: Credentials | None = None,
         auth_attempts: int = 5,
         delivery: str = "queued",
+        client: str = "websockets",
         book_updates: bool = False,
         ping_interval: float = 15.0,
         snapshot_timeout: float = 10.0,
@@ -271,6 +270,8 @@ class Feed:
         if delivery not in ("queued", "inline"):
             raise ArgumentError(f"delivery must be 'queued' or 'inline', got {delivery!r}")
         self.inline = delivery == "inline"
+        clients.check_client(client)
+        self.client = client  # the WebSocket client of the public streams (clients.py)
         callbacks = (on_top, on_book, on_status, on_error, on_l1, on_trade, on_otc_quote,
                      on_notification)  # fmt: skip
         if self.inline and any(inspect.iscoroutinefunction(c) for c in callbacks):
@@ -327,8 +328,9 @@ class Feed:
             _Connection(self, i, conn_url, chunk) for i, (conn_url, chunk) in enumerate(plan)
         ]
         self._stats = FeedStats(_latency_of=self._latency_summary)
-        self._latency: dict[str, TopicLatency] = {}
-        self._tops: dict[str, TopOfBook] = {}  # conflated, waiting for the dispatcher
+        # by (symbol, grouping): an event's topic name is built only when asked
+        self._latency: dict[tuple[str, int | None], TopicLatency] = {}
+        self._tops: dict[tuple[str, int | None], TopOfBook] = {}  # conflated, to dispatch
         self._others: deque[FeedEvent] = deque()
         self._readers: Readers[FeedEvent] = Readers(queue_size)
         self._wake = asyncio.Event()
@@ -537,7 +539,7 @@ class Feed:
         return stats
 
     def _latency_summary(self) -> dict[str, dict[str, float | None]]:
-        return {topic: lat.summary() for topic, lat in self._latency.items()}
+        return {_topic(*key): lat.summary() for key, lat in self._latency.items()}
 
     # --- events from the connections (reader tasks) -----------------------------------
 
@@ -553,25 +555,25 @@ class Feed:
                     conn.synced_once = True
                 self._deliver_inline(event)
             return
+        tops = self._tops
         for event in events:
             if tap is not None:
                 tap.on_event(conn.id, event)
-            if type(event) is TopOfBook:
-                topic = event.topic
-                if topic in self._tops:
+            if type(event) is TopOfBook:  # per frame: kept short
+                key = event.symbol, event.grouping
+                if key in tops:
                     self._stats.conflated += 1
-                self._tops[topic] = event
+                tops[key] = event
                 if event.exchange_ms is not None:
-                    self._latency_of(topic).exchange_ms.append(
-                        event.arrival_ns / 1e6 - event.exchange_ms
-                    )
+                    latency = self._latency.get(key) or self._latency_of(key)
+                    latency.exchange_ms.append(event.arrival_ns / 1e6 - event.exchange_ms)
             else:
                 if type(event) is StatusChanged:
                     conn.status_changed(event)
                 elif type(event) is Subscribed and isinstance(conn.sync, TradeSync):
                     conn.synced_once = True  # a quiet market may send no trade for long
                 self._queue(event)
-            self._wake.set()
+        self._wake.set()
 
     def _notify(self, event: Connected | Reconnecting) -> None:
         """Feed-level news (connected, reconnecting) for on_status and iterators."""
@@ -584,22 +586,28 @@ class Feed:
     def _deliver_inline(self, event: FeedEvent) -> None:
         """`delivery="inline"`: the callback runs now, on the reader, before the next
         frame is read: no hand-off, no conflation, nothing dropped."""
-        self._stats.dropped += self._readers.put(event)
-        if type(event) is TopOfBook:
+        if self._readers.queues:  # put() is a call; usually nobody iterates
+            self._stats.dropped += self._readers.put(event)
+        if type(event) is TopOfBook:  # per frame: kept short
+            key = event.symbol, event.grouping
+            latency = self._latency.get(key) or self._latency_of(key)
             if event.exchange_ms is not None:
-                self._latency_of(event.topic).exchange_ms.append(
-                    event.arrival_ns / 1e6 - event.exchange_ms
-                )
+                latency.exchange_ms.append(event.arrival_ns / 1e6 - event.exchange_ms)
+            on_top = self._on_top
+            if on_top is not None:
+                # arrival -> callback, as the queued delivery's
+                latency.callback_us.append((time.time_ns() - event.arrival_ns) / 1e3)
+                try:
+                    on_top(event)
+                except Exception as exc:  # a strategy's bug must not kill the reader
+                    self._callback_failed("top", exc, event)
+            return
         name, callback = self._route(event)
         if callback is None:
             return
-        if type(event) is TopOfBook:  # arrival -> callback, as the queued delivery's
-            self._latency_of(event.topic).callback_us.append(
-                (time.time_ns() - event.arrival_ns) / 1e3
-            )
         try:
             callback(event)
-        except Exception as exc:  # a strategy's bug must not kill the reader
+        except Exception as exc:
             self._callback_failed(name, exc, event)
 
     def _route(self, event: FeedEvent) -> tuple[str, Callable[[Any], object] | None]:
@@ -646,10 +654,11 @@ class Feed:
                                     "(stats().dropped_trades)")  # fmt: skip
         others.append(event)
 
-    def _latency_of(self, topic: str) -> TopicLatency:
-        latency = self._latency.get(topic)
+    def _latency_of(self, key: tuple[str, int | None]) -> TopicLatency:
+        """The latency samples of a book stream, by (symbol, grouping)."""
+        latency = self._latency.get(key)
         if latency is None:
-            latency = self._latency[topic] = TopicLatency()
+            latency = self._latency[key] = TopicLatency()
         return latency
 
     # --- the dispatcher -------------------------------------------------------------------
@@ -667,8 +676,7 @@ class Feed:
                 if self._others:
                     event = self._others.popleft()
                 else:
-                    topic = next(iter(self._tops))
-                    event = self._tops.pop(topic)
+                    event = self._tops.pop(next(iter(self._tops)))
                 await self._deliver(event)
             if self._closed.is_set():
                 return
@@ -679,7 +687,7 @@ class Feed:
         if callback is None:
             return
         if type(event) is TopOfBook:
-            self._latency_of(event.topic).callback_us.append(
+            self._latency_of((event.symbol, event.grouping)).callback_us.append(
                 (time.time_ns() - event.arrival_ns) / 1e3
             )
         await self._call(name, callback, event)
@@ -800,7 +808,7 @@ class _Connection:
         self.gave_up = False  # a private connection whose key was refused too often
         self.synced_once = False  # a book synced on the current socket
         self._failing_logged: dict[str, int] = {}
-        self.ws: ClientConnection | None = None
+        self.ws: clients.Socket | None = None
         self.stopping = False
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._last_rx = time.monotonic()
@@ -811,15 +819,15 @@ class _Connection:
             reason = "closed"
             self.synced_once = False
             try:
-                self.ws = await connect(
+                private = isinstance(self.sync, PrivateSync)
+                self.ws = await clients.connect(
+                    # private streams keep websockets: its frame log is the redacted one
+                    "websockets" if private else self.feed.client,
                     self.url,
-                    compression=None,  # BTSE deflates only if asked: ~3x the CPU per frame
-                    proxy=None,
-                    ping_interval=None,  # BTSE wants its own text ping
                     max_size=self.feed.max_frame_bytes,
                     open_timeout=10,
                     close_timeout=2,
-                    logger=_PRIVATE_LOG if isinstance(self.sync, PrivateSync) else None,
+                    logger=_PRIVATE_LOG if private else None,
                 )
             except Exception as exc:  # refused, a redirect we cannot follow, TLS, DNS...
                 reason = f"connect failed: {type(exc).__name__}: {exc}"
@@ -876,7 +884,7 @@ class _Connection:
                 self._failing_logged[event.topic] = stats.failing  # once per episode
                 log.warning("connection %d: %s is failing: %s", self.id, event.topic, event.detail)
 
-    async def _session(self, ws: ClientConnection) -> str:
+    async def _session(self, ws: clients.Socket) -> str:
         """One socket's life: returns why it ended."""
         feed, tap = self.feed, self.feed.tap
         self._last_rx = time.monotonic()  # the silence clock starts with this socket
@@ -903,29 +911,29 @@ class _Connection:
         ]
         code: int | None = None
         reason = ""
+        stats = feed._stats
+        sync_feed = sync.feed
+        handle = feed._handle
+        closing: list[asyncio.Task[None]] = []
+
+        def on_message(raw: bytes) -> None:  # every frame, on the socket reader
+            arrival = time.time_ns()
+            self._last_rx = time.monotonic()
+            stats.frames += 1
+            stats.bytes += len(raw)
+            if tap is not None:
+                tap.on_frame(self.id, arrival, raw)
+            events = sync_feed(arrival, raw)
+            if events:
+                handle(self, events)
+                if isinstance(sync, PrivateSync) and sync.auth_failed is not None and not closing:
+                    # closed, then backoff
+                    closing.append(asyncio.create_task(ws.close(1000, "authentication refused")))
+            if sync.pending_actions:
+                self.carry_out_actions()
+
         try:
-            stats = feed._stats
-            sync = self.sync
-            sync_feed = sync.feed
-            handle = feed._handle
-            while True:
-                raw = await ws.recv(decode=False)
-                arrival = time.time_ns()
-                self._last_rx = time.monotonic()
-                stats.frames += 1
-                stats.bytes += len(raw)
-                if tap is not None:
-                    tap.on_frame(self.id, arrival, raw)
-                events = sync_feed(arrival, raw)
-                if events:
-                    handle(self, events)
-                    if isinstance(sync, PrivateSync) and sync.auth_failed is not None:
-                        await ws.close(1000, "authentication refused")  # then backoff
-                if sync.pending_actions:
-                    self.carry_out_actions()
-        except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else (exc.sent.code if exc.sent else None)
-            reason = (exc.rcvd.reason if exc.rcvd else "") or str(exc)
+            code, reason = await ws.read(on_message)
         finally:
             # Recorded before anything that awaits: a cancelled reader still records it.
             now = time.time_ns()
@@ -936,13 +944,13 @@ class _Connection:
                 feed._handle(self, self.sync.connection_lost(now))
             for task in helpers:
                 task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await asyncio.gather(*helpers, *closing, return_exceptions=True)
         return f"closed ({code}): {reason}"
 
     def _send(self, payload: str) -> None:
         self._outbox.put_nowait(payload)
 
-    async def _writer(self, ws: ClientConnection) -> None:
+    async def _writer(self, ws: clients.Socket) -> None:
         tap = self.feed.tap
         while True:
             payload = await self._outbox.get()
@@ -968,7 +976,7 @@ class _Connection:
         if on_call is not None:
             on_call(self.id, now_ns, call, list(topics or ()))
 
-    async def _watchdog(self, ws: ClientConnection) -> None:
+    async def _watchdog(self, ws: clients.Socket) -> None:
         """Snapshot timeouts (via BookSync) and a socket that went silent."""
         while True:
             await asyncio.sleep(min(0.25, self.feed.silence_timeout / 4))
@@ -983,7 +991,7 @@ class _Connection:
             silent = time.monotonic() - self._last_rx
             if silent > self.feed.silence_timeout:
                 log.warning("connection %d silent for %.1fs: reconnecting", self.id, silent)
-                ws.transport.abort()  # the reader sees the socket die and we reconnect
+                ws.abort()  # the reader sees the socket die and we reconnect
                 return
 
     async def close(self) -> None:
@@ -994,6 +1002,5 @@ class _Connection:
 
     def abort(self) -> None:
         """Drop the socket without a handshake (after close() had its chance)."""
-        ws = self.ws
-        if ws is not None and ws.transport is not None and not ws.transport.is_closing():
-            ws.transport.abort()
+        if self.ws is not None:
+            self.ws.abort()

@@ -14,26 +14,26 @@ T = TypeVar("T")
 class Readers(Generic[T]):
     def __init__(self, size: int) -> None:
         self.size = size
-        self._queues: list[asyncio.Queue[T | None]] = []
+        self.queues: list[asyncio.Queue[T | None]] = []  # one per reader; often none
 
     def reader(self) -> AsyncIterator[T]:
         """A new reader: what `__aiter__` returns. It ends at `close()`."""
         queue: asyncio.Queue[T | None] = asyncio.Queue()
-        self._queues.append(queue)
+        self.queues.append(queue)
 
         async def iterate() -> AsyncIterator[T]:
             try:
                 while (event := await queue.get()) is not None:
                     yield event
             finally:
-                self._queues.remove(queue)
+                self.queues.remove(queue)
 
         return iterate()
 
     def put(self, event: T) -> int:
         """Hand `event` to every reader; how many older events were dropped for it."""
         dropped = 0
-        for queue in self._queues:
+        for queue in self.queues:
             if queue.qsize() >= self.size:
                 queue.get_nowait()
                 dropped += 1
@@ -41,5 +41,5 @@ class Readers(Generic[T]):
         return dropped
 
     def close(self) -> None:
-        for queue in self._queues:
+        for queue in self.queues:
             queue.put_nowait(None)

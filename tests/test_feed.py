@@ -4,6 +4,7 @@ import asyncio
 import logging
 
 import pytest
+from conftest import need_extra
 from simclient import FAST, run
 
 from bookengine import ArgumentError, Reason, StatusChanged, SyncStatus, TopOfBook
@@ -13,6 +14,14 @@ from bookengine.simulator import Faults, Simulator
 pytestmark = pytest.mark.integration
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "BTC-PERP", "ETH-PERP"]
+
+
+@pytest.fixture(params=["websockets", "picows"])
+def client(request):
+    """The WebSocket client the Feed reads with: the default, and the [picows] extra."""
+    if request.param == "picows":
+        need_extra("picows", "picows")
+    return request.param
 
 
 def as_floats(truth):
@@ -33,11 +42,11 @@ def books_equal_truth(feed, sim, symbols):
     return checked
 
 
-def test_books_equal_truth_and_top_events_match_truth():
+def test_books_equal_truth_and_top_events_match_truth(client):
     async def body():
         tops = []
         async with Simulator(symbols=SYMBOLS, rate=300) as sim:
-            async with Feed(SYMBOLS, url=sim.url, on_top=tops.append, **FAST) as feed:
+            async with Feed(SYMBOLS, url=sim.url, on_top=tops.append, client=client, **FAST) as feed:
                 await feed.wait_synced(5)
                 await asyncio.sleep(1.0)
                 assert books_equal_truth(feed, sim, SYMBOLS) == 4
@@ -55,7 +64,7 @@ def test_books_equal_truth_and_top_events_match_truth():
     run(body())
 
 
-def test_every_fault_on_books_stay_true_and_gaps_are_detected():
+def test_every_fault_on_books_stay_true_and_gaps_are_detected(client):
     async def body():
         faults = Faults(
             drop=0.01,
@@ -87,7 +96,7 @@ def test_every_fault_on_books_stay_true_and_gaps_are_detected():
 
         async with Simulator(symbols=SYMBOLS, rate=400, faults=faults, seed=11) as sim:
             async with Feed(
-                SYMBOLS, url=sim.url, on_top=on_top, on_status=on_status, **FAST
+                SYMBOLS, url=sim.url, on_top=on_top, on_status=on_status, client=client, **FAST
             ) as feed:
                 await asyncio.sleep(4.0)
                 sim.set_faults(Faults())  # let every book resync, then compare with the truth
@@ -152,13 +161,13 @@ def test_resync_of_one_symbol_does_not_interrupt_another():
     run(body())
 
 
-def test_server_restart_and_refused_connections_are_survived():
+def test_server_restart_and_refused_connections_are_survived(client):
     async def body():
         statuses = []
         sim = Simulator(symbols=SYMBOLS, rate=200)
         await sim.start()
         async with Feed(
-            ["BTC-USD", "BTC-PERP"], url=sim.url, on_status=statuses.append, **FAST
+            ["BTC-USD", "BTC-PERP"], url=sim.url, on_status=statuses.append, client=client, **FAST
         ) as feed:
             await feed.wait_synced(5)
             await sim.stop()
@@ -183,17 +192,17 @@ def test_server_restart_and_refused_connections_are_survived():
     run(body(), timeout=40)
 
 
-def test_silent_socket_is_reconnected_and_snapshot_timeout_resubscribes():
+def test_silent_socket_is_reconnected_and_snapshot_timeout_resubscribes(client):
     async def body():
         async with Simulator(symbols=SYMBOLS, rate=100) as sim:
             opts = dict(FAST, silence_timeout=0.6, snapshot_timeout=0.5, ping_interval=5.0)
-            async with Feed(["update:BTC-PERP_9", "BTC-PERP"], url=sim.url, **opts) as feed:
+            async with Feed(["update:BTC-PERP_9", "BTC-PERP"], url=sim.url, client=client, **opts) as feed:
                 await asyncio.sleep(2.0)
                 stats = feed.stats()
                 assert feed.book("BTC-PERP") is not None
                 assert stats.resyncs >= 2  # _9 never answers: resubscribed on each timeout
             sim.set_faults(Faults(stall=1.0, stall_s=3.0))
-            async with Feed(["BTC-PERP"], url=sim.url, **opts) as feed:
+            async with Feed(["BTC-PERP"], url=sim.url, client=client, **opts) as feed:
                 await asyncio.sleep(3.0)
                 assert feed.stats().reconnects >= 1  # silence past silence_timeout
 
@@ -264,6 +273,8 @@ def test_async_iteration():
 def test_bad_arguments_fail_at_once():
     with pytest.raises(ValueError, match="at least one"):
         Feed([])
+    with pytest.raises(ValueError, match="client must be one of websockets, picows"):
+        Feed(["BTC-USD"], client="aiohttp")
     with pytest.raises(ValueError, match="url must be"):
         Feed(["BTC-USD"], url="http://example")
     with pytest.raises(ValueError, match="grouping"):
@@ -272,7 +283,7 @@ def test_bad_arguments_fail_at_once():
     assert [len(t) for _, _, t in feed.connections] == [100, 100, 50]
 
 
-def test_a_frame_beyond_max_frame_bytes_reconnects_and_resyncs():
+def test_a_frame_beyond_max_frame_bytes_reconnects_and_resyncs(client):
     async def body():
         async with Simulator(symbols=SYMBOLS, rate=200) as sim:
             statuses = []
@@ -281,7 +292,7 @@ def test_a_frame_beyond_max_frame_bytes_reconnects_and_resyncs():
                 url=sim.url,
                 max_frame_bytes=100_000,
                 on_status=statuses.append,
-                **FAST,
+                client=client, **FAST,
             ) as feed:
                 await feed.wait_synced(5)
                 sim.set_faults(Faults(oversized=1.0, oversized_bytes=300_000))
@@ -296,7 +307,7 @@ def test_a_frame_beyond_max_frame_bytes_reconnects_and_resyncs():
     run(body())
 
 
-def test_inline_delivery_calls_back_on_the_reader_every_top_none_conflated():
+def test_inline_delivery_calls_back_on_the_reader_every_top_none_conflated(client):
     async def body():
         tops, statuses = [], []
 
@@ -307,7 +318,7 @@ def test_inline_delivery_calls_back_on_the_reader_every_top_none_conflated():
 
         async with Simulator(symbols=["BTC-PERP"], rate=400) as sim:
             async with Feed(["BTC-PERP"], url=sim.url, on_top=on_top, on_status=statuses.append,
-                            delivery="inline") as feed:  # fmt: skip
+                            delivery="inline", client=client) as feed:  # fmt: skip
                 await feed.wait_synced(5)
                 await asyncio.sleep(1.0)
             # read once the feed stopped: nothing moves any more
