@@ -274,8 +274,12 @@ def _listener_class() -> Any:
             self.transport.disconnect(graceful=False)
 
         def _fail(self, transport: Any, code: Any, problem: str) -> None:
+            """A protocol problem: close with `code`; frames still buffered are dropped."""
+            if self.problem:
+                return
             self.problem = problem
             self.parts = None
+            self.on_message = _ignore
             transport.send_close(code, problem.encode())
             transport.disconnect()
 

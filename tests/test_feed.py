@@ -46,7 +46,9 @@ def test_books_equal_truth_and_top_events_match_truth(client):
     async def body():
         tops = []
         async with Simulator(symbols=SYMBOLS, rate=300) as sim:
-            async with Feed(SYMBOLS, url=sim.url, on_top=tops.append, client=client, **FAST) as feed:
+            async with Feed(
+                SYMBOLS, url=sim.url, on_top=tops.append, client=client, **FAST
+            ) as feed:
                 await feed.wait_synced(5)
                 await asyncio.sleep(1.0)
                 assert books_equal_truth(feed, sim, SYMBOLS) == 4
@@ -196,7 +198,9 @@ def test_silent_socket_is_reconnected_and_snapshot_timeout_resubscribes(client):
     async def body():
         async with Simulator(symbols=SYMBOLS, rate=100) as sim:
             opts = dict(FAST, silence_timeout=0.6, snapshot_timeout=0.5, ping_interval=5.0)
-            async with Feed(["update:BTC-PERP_9", "BTC-PERP"], url=sim.url, client=client, **opts) as feed:
+            async with Feed(
+                ["update:BTC-PERP_9", "BTC-PERP"], url=sim.url, client=client, **opts
+            ) as feed:
                 await asyncio.sleep(2.0)
                 stats = feed.stats()
                 assert feed.book("BTC-PERP") is not None
@@ -292,7 +296,8 @@ def test_a_frame_beyond_max_frame_bytes_reconnects_and_resyncs(client):
                 url=sim.url,
                 max_frame_bytes=100_000,
                 on_status=statuses.append,
-                client=client, **FAST,
+                client=client,
+                **FAST,
             ) as feed:
                 await feed.wait_synced(5)
                 sim.set_faults(Faults(oversized=1.0, oversized_bytes=300_000))
