@@ -329,3 +329,23 @@ def test_plot_renders_a_recording_with_its_holes(recording, tmp_path):
     assert result.returncode == 0 and (tmp_path / "cli.png").stat().st_size > 10_000
     assert cli("plot", str(recording), "-s", "BTC-PERP", "-o", str(tmp_path / "x.gif")
                ).returncode == Exit.USAGE  # fmt: skip
+
+
+@pytest.mark.integration
+def test_record_with_the_picows_client_replays_to_the_live_digests(tmp_path):
+    """The same recording whichever client read it: raw frames, and a replay that gives
+    back every book digest the live feed wrote."""
+    need_extra("picows", "picows")
+    out = tmp_path / "rec"
+    result = cli("record", "BTC-USD", "BTC-PERP", "--sim", "--sim-faults", "drop=0.01",
+                 "--client", "picows", "-o", str(out), "--duration", "4s", "-q")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stats = Replay([out]).run()
+    assert stats.frames > 500 and stats.gaps > 0  # the faults were there, and seen
+    assert stats.digests_checked > 0 and stats.mismatches == []
+
+
+def test_an_unknown_client_is_a_usage_error(tmp_path):
+    result = cli("record", "BTC-USD", "--sim", "--client", "aiohttp", "-o", str(tmp_path))
+    assert result.returncode == Exit.USAGE
+    assert "invalid choice: 'aiohttp'" in result.stderr

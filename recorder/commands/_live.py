@@ -17,6 +17,13 @@ log = logging.getLogger("recorder")
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--client",
+        choices=("websockets", "picows"),
+        default="websockets",
+        help="the WebSocket client for book and trade streams: websockets (default) or "
+        "picows, several times faster at receiving (pip install 'bookengine[picows]')",
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--url",
@@ -53,7 +60,11 @@ def check_source(args: argparse.Namespace, topics: list[str]) -> None:
     from recorder.exitcodes import usage
 
     try:
-        Feed(topics, url="ws://127.0.0.1:1" if args.sim else (args.url or "production"))
+        Feed(
+            topics,
+            url="ws://127.0.0.1:1" if args.sim else (args.url or "production"),
+            client=args.client,  # refused here if its extra is missing
+        )
         if args.sim:
             Faults.parse(args.sim_faults or "")
             for symbol in symbol_list(args.sim_symbols):

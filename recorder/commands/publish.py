@@ -81,7 +81,7 @@ async def _publish(args: argparse.Namespace, topics: list[str]) -> int:
 
     books = [t for t in topics if t.startswith("update:")]
     async with source_url(args, topics) as url:
-        feed = Feed(topics, url=url, trades=args.trades)
+        feed = Feed(topics, url=url, trades=args.trades, client=args.client)
         publisher = RedisPublisher(
             feed, args.redis, prefix=args.prefix, maxlen=args.maxlen,
             checkpoint_interval=args.checkpoint_every,

@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     except BookEngineError as exc:
         raise usage(str(exc)) from None
     check_source(args, topics)
-    args.private_options = private_options(args)
+    args.feed_options = {**private_options(args), "client": args.client}
     server = None
     if args.metrics_port is not None:  # bound now: a taken port fails before any effect
         from recorder.metrics import MetricsServer, require_prometheus
@@ -288,7 +288,7 @@ async def _record(args, topics, out, control, retention, server) -> int:  # noqa
         log.info("metrics on http://%s:%d/metrics, health on /healthz",
                  args.metrics_host, server.port)  # fmt: skip
     status = _StatusReporter(args)
-    credentials = args.private_options.get("credentials")
+    credentials = args.feed_options.get("credentials")
     if credentials is not None:  # where from, never what
         log.info("authenticated streams with credentials from %s", credentials.source)
     try:
@@ -313,7 +313,7 @@ async def _record(args, topics, out, control, retention, server) -> int:  # noqa
                     startup_timeout=args.startup_timeout,
                     stop_timeout=args.stop_timeout,
                     retention=retention,
-                    feed_options=args.private_options,
+                    feed_options=args.feed_options,
                 )
             except RecorderError as exc:
                 status.done()

@@ -78,7 +78,9 @@ async def _open(args: argparse.Namespace, topics: list[str], url: str, on_error)
     if args.redis is None:
         from bookengine.feed import Feed
 
-        async with Feed(topics, url=url, on_error=on_error, trades=args.trades) as feed:
+        async with Feed(
+            topics, url=url, on_error=on_error, trades=args.trades, client=args.client
+        ) as feed:
             yield feed
         return
     from bookengine.fanout import RedisFeed
