@@ -214,7 +214,7 @@ def live_rows(quick: bool) -> list[Row]:
     sim = bench_simulator.measure(20_000 if quick else 50_000)
     thr = bench_live.throughput(30_000 if quick else 100_000)
     lat = bench_live.latency(5000.0, 2.0 if quick else 4.0)
-    return [
+    rows: list[Row] = [
         ("simulator -> plain websockets client", f"{sim:,.0f} frames/s", "preloaded deltas"),
         (
             "Feed / bare websockets receive loop",
@@ -227,6 +227,26 @@ def live_rows(quick: bool) -> list[Row]:
             f"{thr['inline'] / thr['bare']:.2f}x",
             f"{thr['inline']:,.0f} frames/s: callbacks on the reader, no hand-off",
         ),
+    ]
+    picows = "bare_picows" in thr
+    if picows:
+        rows += [
+            (
+                "Feed(client='picows') / bare websockets",
+                f"{thr['feed_picows'] / thr['bare']:.2f}x",
+                f"{thr['feed_picows']:,.0f} frames/s (inline {thr['inline_picows']:,.0f}); "
+                f"bare picows loop {thr['bare_picows']:,.0f} frames/s, "
+                f"{thr['bare_picows'] / thr['bare']:.1f}x websockets'",
+            ),
+            (
+                "Feed(client='picows') / bare picows loop",
+                f"{thr['feed_picows'] / thr['bare_picows']:.2f}x",
+                "what the Feed itself costs once receiving is nearly free",
+            ),
+        ]
+    else:
+        rows.append(("Feed(client='picows')", "-", "needs the [picows] extra"))
+    rows += [
         (
             "send->callback p99 at 5k/s, Feed / bare",
             f"{lat['feed_p99_us'] / lat['bare_p99_us']:.2f}x",
@@ -239,6 +259,24 @@ def live_rows(quick: bool) -> list[Row]:
             f"inline p50 {lat['inline_p50_us']:,.0f} us, p99 {lat['inline_p99_us']:,.0f} us",
         ),
     ]
+    if picows:
+        rows += [
+            (
+                "the same, Feed(client='picows') / bare websockets",
+                f"{lat['feed_picows_p99_us'] / lat['bare_p99_us']:.2f}x",
+                f"p50 {lat['feed_picows_p50_us']:,.0f} us, p99 "
+                f"{lat['feed_picows_p99_us']:,.0f} us; inline p99 "
+                f"{lat['inline_picows_p99_us']:,.0f} us "
+                f"({lat['inline_picows_p99_us'] / lat['bare_p99_us']:.2f}x)",
+            ),
+            (
+                "the same, bare picows / bare websockets",
+                f"{lat['bare_picows_p99_us'] / lat['bare_p99_us']:.2f}x",
+                f"bare picows p50 {lat['bare_picows_p50_us']:,.0f} us, "
+                f"p99 {lat['bare_picows_p99_us']:,.0f} us",
+            ),
+        ]
+    return rows
 
 
 def fanout_rows(frames: int, repeat: int, quick: bool) -> list[Row]:
