@@ -78,6 +78,7 @@ RECORD_KEYS: dict[str, Callable[[Any], Any]] = {
     "symbols": _symbols,
     "output": _string,
     "url": _string,
+    "client": _choice("websockets", "picows"),
     "sim": _boolean,
     "sim_rate": _positive,
     "sim_faults": lambda v: v if isinstance(v, str) else _string(v),

@@ -36,7 +36,8 @@ def test_config_converts_the_cli_spellings_and_resolves_paths(tmp_path):
         tmp_path / "r.toml",
         'symbols = ["BTC-USD", "BTC-PERP"]\noutput = "data"\nrotate = "15m"\n'
         'max_bytes = "2G"\nkeep = "30d"\nmin_free = "5G"\nmetrics_port = 9464\n'
-        'status_every = 30\ntrades = false\nlog_format = "json"\nlog_file = "~/x.log"\n',
+        'status_every = 30\ntrades = false\nlog_format = "json"\nlog_file = "~/x.log"\n'
+        'client = "picows"\n',
     )
     options = load_config(config)
     assert options["symbols"] == ["BTC-USD", "BTC-PERP"]
@@ -46,6 +47,7 @@ def test_config_converts_the_cli_spellings_and_resolves_paths(tmp_path):
     assert options["metrics_port"] == 9464 and options["status_every"] == 30.0
     assert options["trades"] is False and options["log_format"] == "json"
     assert options["log_file"] == str(Path("~/x.log").expanduser())  # absolute: kept
+    assert options["client"] == "picows"
 
 
 @pytest.mark.parametrize(
@@ -63,6 +65,7 @@ def test_config_converts_the_cli_spellings_and_resolves_paths(tmp_path):
         ('metrics_port = "9464"', "metrics_port: must be a port number"),
         ('trades = "no"', "trades: must be true or false"),
         ('on_low_disk = "panic"', "on_low_disk: must be one of stop, delete"),
+        ('client = "aiohttp"', "client: must be one of websockets, picows"),
         ("symbols = [", "not valid TOML"),
         ("max_bytes = inf", "max_bytes: not a usable value"),
         ("min_free = nan", "min_free: not a usable value"),

@@ -20,7 +20,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--client",
         choices=("websockets", "picows"),
-        default="websockets",
+        default=None,  # websockets; record may take it from its --config file
         help="the WebSocket client for book and trade streams: websockets (default) or "
         "picows, several times faster at receiving (pip install 'bookengine[picows]')",
     )
@@ -59,6 +59,7 @@ def check_source(args: argparse.Namespace, topics: list[str]) -> None:
     from recorder.commands._values import symbol_list
     from recorder.exitcodes import usage
 
+    args.client = args.client or "websockets"
     try:
         Feed(
             topics,

@@ -31,6 +31,7 @@ HELP = "record order book streams to compressed, rotating files (see docs/FORMAT
 log = logging.getLogger("recorder")
 
 DEFAULTS = {
+    "client": "websockets",
     "url": None,
     "sim": False,
     "sim_rate": None,
