@@ -523,6 +523,39 @@ Side_pop(Side *self, PyObject *const *args, Py_ssize_t nargs)
     return size;
 }
 
+/* Pickling and copy: (Side, (is_bid,), items) then __setstate__(items). */
+static PyObject *
+Side_reduce(Side *self, PyObject *unused)
+{
+    PyObject *items = Side_items(self, NULL);
+    if (items == NULL)
+        return NULL;
+    return Py_BuildValue("(O(O)N)", (PyObject *)Py_TYPE(self),
+                         self->is_bid ? Py_True : Py_False, items);
+}
+
+static PyObject *
+Side_setstate(Side *self, PyObject *items)
+{
+    PyObject *seq = PySequence_Fast(items, "Side state must be a list of (key, size)");
+    if (seq == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "Side state must be a list of (key, size)");
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (Side_ass_subscript(self, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1)) < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Side_repr(Side *self)
 {
@@ -547,6 +580,8 @@ static PyMethodDef Side_methods[] = {
      "pop(key[, default]) -> size"},
     {"keys", (PyCFunction)Side_keys, METH_NOARGS, "keys() -> [key, ...] best first"},
     {"items", (PyCFunction)Side_items, METH_NOARGS, "items() -> [(key, size), ...] best first"},
+    {"__reduce__", (PyCFunction)Side_reduce, METH_NOARGS, "pickling and copy.copy"},
+    {"__setstate__", (PyCFunction)Side_setstate, METH_O, "the levels of a pickled Side"},
     {NULL, NULL, 0, NULL},
 };
 

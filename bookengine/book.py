@@ -2,9 +2,12 @@
 
 Representation (measured: benchmarks/bench_book.py, profile notes in docs/PERFORMANCE.md):
 
-- A plain dict per side, the best price of each side kept incrementally. BTSE keeps at
-  most 50 levels per side, so recomputing the best after the best level is deleted is an
-  O(50) scan, and ordering is done only when someone asks for depth.
+- With the C accelerator, each side is a `_fastbook.Side`: a sorted array of (int64 key,
+  size), the best level last, updated by binary search and a short memmove (BTSE keeps
+  at most 50 levels a side), so depth comes out already ordered. On the pure-Python path
+  a side is a plain dict with the best price kept incrementally (recomputed by an O(50)
+  scan when the best level is deleted), ordered only when someone asks for depth. The
+  Python functions work on either; the C ones need a Side.
 - Keys are *integers*: the price in units of 10**-D, where D is the most decimals this
   book has seen (a price with more decimals rescales the book once). Integer keys are
   exact, order-preserving and hash to themselves. Float keys looked natural but Python's

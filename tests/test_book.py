@@ -236,3 +236,19 @@ def test_a_booksync_with_the_scanner_keeps_books_built_in_pure_mode():
         results.append((events, sync.book("BTC-PERP").depth(), sync.stats.bad_frames))
     assert results[0] == results[1]
     assert results[0][1] == ([(100.6, 4.0)], [(100.65, 1.0), (100.7, 3.0)])
+
+
+def test_a_book_pickles_and_copies_with_its_levels(book_impl):
+    """A book survives pickle, copy and deepcopy (a process pool, a kept copy) unchanged,
+    and the copy is independent of the original."""
+    import copy
+    import pickle
+
+    book = OrderBook("X")
+    book.apply_snapshot([["100.5", "1"], ["100.4", "2"]], [["100.7", "3"], ["101", "0.5"]])
+    for clone in (pickle.loads(pickle.dumps(book)), copy.copy(book), copy.deepcopy(book)):
+        assert clone.depth() == book.depth() and clone.top_keys() == book.top_keys()
+        assert clone.digest() == book.digest()
+    clone = copy.deepcopy(book)
+    clone.apply_delta([["100.6", "9"]], [])
+    assert book.best_bid == (100.5, 1.0) and clone.best_bid == (100.6, 9.0)
