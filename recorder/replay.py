@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -311,105 +310,106 @@ class Replay:
             session = self._session
             syncs, opened, next_timeouts = session.syncs, session.opened, session.next_timeouts
             by_calls = session.calls_recorded
-            for kind, ns, conn, payload in chain.from_iterable(blocks):
-                if not session.seek_subscribed:
-                    # a replay that joins a session which began earlier (a seek, or files
-                    # from the middle of a session) starts after its subscribe: make it
-                    # here, as live had, so every stream (resyncing ones, L1) is followed,
-                    # and let checkpoints give the books; a session that begins inside
-                    # the read subscribes itself
-                    session.seek_subscribed = True
-                    if session.start_ns is not None and session.start_ns < (
-                        ns if read_from is None else read_from
-                    ):
-                        session.joined = True
-                        for conn_id, topics in session.connections.items():
-                            self.sync(conn_id).subscribe(topics, ns)
-                stats.records += 1
-                warm = start is not None and ns < start
-                if kind == frame_kind:
-                    stats.frames += 1
-                    stats.frame_bytes += len(payload)
-                    if warm:
-                        stats.warmup_frames += 1
-                    elif wanted is None:
-                        stats.selected_frames += 1
-                    else:
-                        symbol = symbol_of(payload)
-                        if symbol in wanted:
+            for records in blocks:
+                stats.records += len(records)  # counted as read, a block at a time
+                for kind, ns, conn, payload in records:
+                    if not session.seek_subscribed:
+                        # a replay that joins a session which began earlier (a seek, or files
+                        # from the middle of a session) starts after its subscribe: make it
+                        # here, as live had, so every stream (resyncing ones, L1) is followed,
+                        # and let checkpoints give the books; a session that begins inside
+                        # the read subscribes itself
+                        session.seek_subscribed = True
+                        if session.start_ns is not None and session.start_ns < (
+                            ns if read_from is None else read_from
+                        ):
+                            session.joined = True
+                            for conn_id, topics in session.connections.items():
+                                self.sync(conn_id).subscribe(topics, ns)
+                    warm = start is not None and ns < start
+                    if kind == frame_kind:
+                        stats.frames += 1
+                        stats.frame_bytes += len(payload)
+                        if warm:
+                            stats.warmup_frames += 1
+                        elif wanted is None:
                             stats.selected_frames += 1
-                            stats.symbols_seen.add(symbol)
-                    sync = syncs.get(conn) or self.sync(conn)
-                    events = sync.feed(ns, payload)
-                    if sync.pending_actions:  # a live feed's to-do: the recording holds
-                        sync.take_actions()  # what followed, so they are dropped here
-                elif kind == fmt.CALL:
-                    events = self._call(conn, ns, payload)
-                elif by_calls and kind in _TOLD_BY_CALLS:
-                    if kind == fmt.CLOSE:
-                        self._note_stop(conn, ns, payload)
-                    continue  # the CALL records say all the live core was told
-                elif kind == fmt.OPEN:
-                    opened[conn] = ns
-                    continue
-                elif kind == fmt.SENT:
-                    events = self._sent(conn, ns, payload, opened)
-                elif kind == fmt.CLOSE:
-                    if self._note_stop(conn, ns, payload):
-                        continue  # the live feed was stopping: it reported nothing either
-                    events = self.sync(conn).connection_lost(ns)
-                elif kind == fmt.DIGEST:
-                    self._check_digest(conn, ns, payload)
-                    continue
-                elif kind == fmt.CHECKPOINT:
-                    events = self._checkpoint(conn, ns, payload, start)
-                elif kind == fmt.LOSS:
-                    count = orjson.loads(payload).get("count", 0)
-                    stats.lost_records += count
-                    if not warm:
-                        stats.window_lost_records += count
-                    session.lost = True  # its books may be adopted from checkpoints now
-                    continue
-                else:  # header, status: information only
-                    continue
-                if not by_calls and ns >= next_timeouts:  # old files: a 1 s watchdog
-                    next_timeouts = session.next_timeouts = ns + 1_000_000_000
-                    for sync in syncs.values():
-                        timeouts = sync.check_timeouts(ns)
-                        events = [*events, *timeouts] if events else timeouts
-                        # resubscribes are a live feed's to-do: the recording holds what
-                        # followed them (drained here, so they never pile up)
-                        sync.take_actions()
-                if warm or not events:
-                    continue
-                if stats.first_ns is None:
-                    stats.first_ns = ns
-                stats.last_ns = ns
-                if self.speed is not None:
-                    pace_origin = _pace(pace_origin, ns, self.speed)
-                private_counted = wanted is None  # a private frame: selected by its events
-                for event in events:
-                    kind_of = type(event)
-                    if wanted is not None and getattr(event, "symbol", None) not in wanted:
-                        continue
-                    if kind_of is TopOfBook:
-                        stats.top_events += 1
-                    elif kind_of is Trade:
-                        stats.trades += 1
-                    elif kind_of is OtcQuote or kind_of is OrderNotification:
-                        if kind_of is OtcQuote:
-                            stats.otc_quotes += 1
                         else:
-                            stats.notifications += 1
-                        # their frames name no symbol in a topic: the event does
-                        stats.symbols_seen.add(event.symbol)  # type: ignore[union-attr]
-                        if not private_counted and kind == frame_kind:
-                            stats.selected_frames += 1
-                            private_counted = True
-                    elif isinstance(event, StatusChanged) and event.status == "out_of_sync":
-                        stats.window_resyncs += 1  # as emitted: inside the window only
-                        stats.window_gaps += event.reason == "gap"
-                    yield event
+                            symbol = symbol_of(payload)
+                            if symbol in wanted:
+                                stats.selected_frames += 1
+                                stats.symbols_seen.add(symbol)
+                        sync = syncs.get(conn) or self.sync(conn)
+                        events = sync.feed(ns, payload)
+                        if sync.pending_actions:  # a live feed's to-do: the recording holds
+                            sync.take_actions()  # what followed, so they are dropped here
+                    elif kind == fmt.CALL:
+                        events = self._call(conn, ns, payload)
+                    elif by_calls and kind in _TOLD_BY_CALLS:
+                        if kind == fmt.CLOSE:
+                            self._note_stop(conn, ns, payload)
+                        continue  # the CALL records say all the live core was told
+                    elif kind == fmt.OPEN:
+                        opened[conn] = ns
+                        continue
+                    elif kind == fmt.SENT:
+                        events = self._sent(conn, ns, payload, opened)
+                    elif kind == fmt.CLOSE:
+                        if self._note_stop(conn, ns, payload):
+                            continue  # the live feed was stopping: it reported nothing either
+                        events = self.sync(conn).connection_lost(ns)
+                    elif kind == fmt.DIGEST:
+                        self._check_digest(conn, ns, payload)
+                        continue
+                    elif kind == fmt.CHECKPOINT:
+                        events = self._checkpoint(conn, ns, payload, start)
+                    elif kind == fmt.LOSS:
+                        count = orjson.loads(payload).get("count", 0)
+                        stats.lost_records += count
+                        if not warm:
+                            stats.window_lost_records += count
+                        session.lost = True  # its books may be adopted from checkpoints now
+                        continue
+                    else:  # header, status: information only
+                        continue
+                    if not by_calls and ns >= next_timeouts:  # old files: a 1 s watchdog
+                        next_timeouts = session.next_timeouts = ns + 1_000_000_000
+                        for sync in syncs.values():
+                            timeouts = sync.check_timeouts(ns)
+                            events = [*events, *timeouts] if events else timeouts
+                            # resubscribes are a live feed's to-do: the recording holds what
+                            # followed them (drained here, so they never pile up)
+                            sync.take_actions()
+                    if warm or not events:
+                        continue
+                    if stats.first_ns is None:
+                        stats.first_ns = ns
+                    stats.last_ns = ns
+                    if self.speed is not None:
+                        pace_origin = _pace(pace_origin, ns, self.speed)
+                    private_counted = wanted is None  # a private frame: selected by its events
+                    for event in events:
+                        kind_of = type(event)
+                        if wanted is not None and getattr(event, "symbol", None) not in wanted:
+                            continue
+                        if kind_of is TopOfBook:
+                            stats.top_events += 1
+                        elif kind_of is Trade:
+                            stats.trades += 1
+                        elif kind_of is OtcQuote or kind_of is OrderNotification:
+                            if kind_of is OtcQuote:
+                                stats.otc_quotes += 1
+                            else:
+                                stats.notifications += 1
+                            # their frames name no symbol in a topic: the event does
+                            stats.symbols_seen.add(event.symbol)  # type: ignore[union-attr]
+                            if not private_counted and kind == frame_kind:
+                                stats.selected_frames += 1
+                                private_counted = True
+                        elif isinstance(event, StatusChanged) and event.status == "out_of_sync":
+                            stats.window_resyncs += 1  # as emitted: inside the window only
+                            stats.window_gaps += event.reason == "gap"
+                        yield event
         stats.wall_s = time.perf_counter() - started
         stats.duplicate_blocks += reader.duplicates
         stats.damaged_blocks += len(reader.damaged)
