@@ -304,6 +304,8 @@ class Replay:
         pace_origin: tuple[int, float] | None = None
         started = time.perf_counter()
         frame_kind = fmt.FRAME
+        warm_until = -1 if start is None else start  # frames before start warm the books up
+        speed = self.speed
         reader = RecordingReader(self.files, read_from, end, skip_damaged=self.skip_damaged)
         for info, blocks in reader.by_file():
             self._enter(file_header(info.path, info))
@@ -312,21 +314,22 @@ class Replay:
             by_calls = session.calls_recorded
             for records in blocks:
                 stats.records += len(records)  # counted as read, a block at a time
+                if not session.seek_subscribed and records:
+                    # a replay that joins a session which began earlier (a seek, or files
+                    # from the middle of a session) starts after its subscribe: make it at
+                    # the first record read, as live had, so every stream (resyncing ones,
+                    # L1) is followed, and let checkpoints give the books; a session that
+                    # begins inside the read subscribes itself
+                    session.seek_subscribed = True
+                    ns = records[0].arrival_ns
+                    if session.start_ns is not None and session.start_ns < (
+                        ns if read_from is None else read_from
+                    ):
+                        session.joined = True
+                        for conn_id, topics in session.connections.items():
+                            self.sync(conn_id).subscribe(topics, ns)
                 for kind, ns, conn, payload in records:
-                    if not session.seek_subscribed:
-                        # a replay that joins a session which began earlier (a seek, or files
-                        # from the middle of a session) starts after its subscribe: make it
-                        # here, as live had, so every stream (resyncing ones, L1) is followed,
-                        # and let checkpoints give the books; a session that begins inside
-                        # the read subscribes itself
-                        session.seek_subscribed = True
-                        if session.start_ns is not None and session.start_ns < (
-                            ns if read_from is None else read_from
-                        ):
-                            session.joined = True
-                            for conn_id, topics in session.connections.items():
-                                self.sync(conn_id).subscribe(topics, ns)
-                    warm = start is not None and ns < start
+                    warm = ns < warm_until
                     if kind == frame_kind:
                         stats.frames += 1
                         stats.frame_bytes += len(payload)
@@ -385,8 +388,8 @@ class Replay:
                     if stats.first_ns is None:
                         stats.first_ns = ns
                     stats.last_ns = ns
-                    if self.speed is not None:
-                        pace_origin = _pace(pace_origin, ns, self.speed)
+                    if speed is not None:
+                        pace_origin = _pace(pace_origin, ns, speed)
                     private_counted = wanted is None  # a private frame: selected by its events
                     for event in events:
                         kind_of = type(event)
