@@ -433,20 +433,43 @@ Side_contains(Side *self, PyObject *key)
 }
 
 /* Keys, best first, as a new list. */
+/* A copy of the side's levels, best first, taken before anything allocates a Python
+   object (an allocation may run a GC pass, and so Python code that changes the side).
+   The caller frees it with PyMem_Free; NULL with MemoryError (never for 0 levels). */
+static Level *
+side_copy(const Side *self, Py_ssize_t *count)
+{
+    Py_ssize_t n = *count = self->count;
+    Level *copy = PyMem_Malloc(n ? (size_t)n * sizeof(Level) : 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        copy[i] = self->items[n - 1 - i];
+        if (!self->is_bid)
+            copy[i].rank = ~copy[i].rank; /* the key itself */
+    }
+    return copy;
+}
+
+/* Keys, best first, as a new list. */
 static PyObject *
 side_keys(Side *self)
 {
-    PyObject *keys = PyList_New(self->count);
-    if (keys == NULL)
+    Py_ssize_t n;
+    Level *levels = side_copy(self, &n);
+    if (levels == NULL)
         return NULL;
-    for (Py_ssize_t i = 0; i < self->count; i++) {
-        PyObject *k = PyLong_FromLongLong(side_key(self, self->count - 1 - i));
-        if (k == NULL) {
-            Py_DECREF(keys);
-            return NULL;
-        }
-        PyList_SET_ITEM(keys, i, k);
+    PyObject *keys = PyList_New(n);
+    for (Py_ssize_t i = 0; keys != NULL && i < n; i++) {
+        PyObject *k = PyLong_FromLongLong(levels[i].rank);
+        if (k == NULL)
+            Py_CLEAR(keys);
+        else
+            PyList_SET_ITEM(keys, i, k);
     }
+    PyMem_Free(levels);
     return keys;
 }
 
@@ -470,19 +493,19 @@ Side_keys(Side *self, PyObject *unused)
 static PyObject *
 Side_items(Side *self, PyObject *unused)
 {
-    PyObject *items = PyList_New(self->count);
-    if (items == NULL)
+    Py_ssize_t n;
+    Level *levels = side_copy(self, &n);
+    if (levels == NULL)
         return NULL;
-    for (Py_ssize_t i = 0; i < self->count; i++) {
-        Py_ssize_t j = self->count - 1 - i;
-        PyObject *pair = Py_BuildValue("(Ld)", (long long)side_key(self, j),
-                                       self->items[j].size);
-        if (pair == NULL) {
-            Py_DECREF(items);
-            return NULL;
-        }
-        PyList_SET_ITEM(items, i, pair);
+    PyObject *items = PyList_New(n);
+    for (Py_ssize_t i = 0; items != NULL && i < n; i++) {
+        PyObject *pair = Py_BuildValue("(Ld)", (long long)levels[i].rank, levels[i].size);
+        if (pair == NULL)
+            Py_CLEAR(items);
+        else
+            PyList_SET_ITEM(items, i, pair);
     }
+    PyMem_Free(levels);
     return items;
 }
 
@@ -982,11 +1005,15 @@ scan_size(Cursor *c, RawLevel *level)
 {
     QuickDecimal q;
     skip_ws(c);
-    if (quick_decimal(c, &q) && q.nd <= 15 && q.frac <= 22) {
-        /* Clinger's fast path: v < 10**15 < 2**53 is exact, so is 10**frac, and the
-           division rounds once: the double nearest the decimal, as strtod gives. */
-        level->size = q.frac ? (double)q.v / POW10[q.frac] : (double)q.v;
-        return 1;
+    Py_ssize_t at = c->i;
+    if (quick_decimal(c, &q)) {
+        if (q.nd <= 15 && q.frac <= 22) {
+            /* Clinger's fast path: v < 10**15 < 2**53 is exact, so is 10**frac, and the
+               division rounds once: the double nearest the decimal, as strtod gives. */
+            level->size = q.frac ? (double)q.v / POW10[q.frac] : (double)q.v;
+            return 1;
+        }
+        c->i = at; /* a long decimal: read again below, from its opening quote */
     }
     Py_ssize_t lo, hi;
     return plain_string(c, &lo, &hi) && decimal_to_double(c->s + lo, hi - lo, &level->size) == 0;

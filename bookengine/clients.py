@@ -31,8 +31,8 @@ class Socket(Protocol):
 
     async def read(self, on_message: OnMessage) -> tuple[int | None, str]:
         """Call `on_message` with every message (bytes, text or binary) until the socket
-        closes; then (close code or None, reason). An exception `on_message` raises ends
-        the socket and comes out of `read()`."""
+        closes; then (close code or None, reason). An exception `on_message` raises stops
+        the reading and comes out of `read()` (the caller closes the socket)."""
         ...
 
     async def send(self, text: str) -> None: ...
@@ -139,12 +139,16 @@ class _PicowsSocket:
         import picows
 
         listener_class = _listener_class()
-        transport, listener = await picows.ws_connect(
-            lambda: listener_class(max_size),
-            url,
-            websocket_handshake_timeout=open_timeout,
-            enable_auto_pong=True,
-            max_frame_size=max_size,
+        # picows times the handshake only: DNS, TCP and TLS are bounded here
+        transport, listener = await asyncio.wait_for(
+            picows.ws_connect(
+                lambda: listener_class(max_size),
+                url,
+                websocket_handshake_timeout=open_timeout,
+                enable_auto_pong=True,
+                max_frame_size=max_size,
+            ),
+            open_timeout,
         )
         return cls(transport, listener, close_timeout)
 
@@ -161,7 +165,8 @@ class _PicowsSocket:
             info = handshake.recv or handshake.sent
         if info is None:
             return None, listener.problem or "connection lost (no close frame)"
-        return _code(info.code), info.reason or listener.problem
+        code = _code(info.code)
+        return code or 1005, info.reason or listener.problem  # 1005: a close without a code
 
     async def send(self, text: str) -> None:
         import picows
@@ -172,12 +177,14 @@ class _PicowsSocket:
         import picows
 
         transport = self.transport
-        if not transport.is_disconnected:
-            if not transport.is_close_frame_sent:
-                transport.send_close(picows.WSCloseCode(code), reason.encode())
-            transport.disconnect()
-        with contextlib.suppress(Exception):
+        if transport.is_disconnected:
+            return
+        if not transport.is_close_frame_sent:
+            transport.send_close(picows.WSCloseCode(code), reason.encode())
+        try:  # the server's close frame ends it (the listener disconnects on it)
             await asyncio.wait_for(transport.wait_disconnected(), self.close_timeout)
+        except Exception:  # no answer in time, or the listener's error (read() says it)
+            transport.disconnect(graceful=False)
 
     def abort(self) -> None:
         if not self.transport.is_disconnected:
@@ -213,37 +220,56 @@ def _listener_class() -> Any:
 
         def start(self, on_message: OnMessage) -> None:
             early, self.early = self.early, []
-            self.on_message = on_message
-            for message in early:
-                self._deliver(message)
+            failed = self.problem or self.error is not None
+            self.on_message = _ignore if failed else on_message
+            for message in early:  # they came before anything went wrong
+                self._deliver(message, on_message)
 
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             kind = frame.msg_type
-            if kind is text or kind is binary:
-                if frame.fin and self.parts is None:
-                    on_message = self.on_message
-                    if on_message is None:
-                        self.early.append(frame.get_payload_as_bytes())
-                        return
-                    try:  # _deliver(), inline: this runs for every frame
-                        on_message(frame.get_payload_as_bytes())
-                    except BaseException as exc:
-                        self._failed(exc)
+            if (
+                (kind is text or kind is binary)
+                and frame.fin
+                and self.parts is None
+                and frame.payload_size <= self.max_size
+            ):  # a whole message: the per-frame path, kept short
+                on_message = self.on_message
+                if on_message is None:
+                    self.early.append(frame.get_payload_as_bytes())
                     return
-                if self.parts is not None:
+                try:
+                    on_message(frame.get_payload_as_bytes())
+                except BaseException as exc:
+                    self._failed(exc)
+                return
+            self._other_frame(transport, frame, kind)
+
+        def _other_frame(self, transport: Any, frame: Any, kind: Any) -> None:
+            """Fragments, oversized frames, close frames; nothing after a failure."""
+            if self.problem or self.error is not None:
+                return  # the socket is closing: what is still buffered is dropped
+            if kind is text or kind is binary or kind is continuation:
+                if frame.payload_size > self.max_size:
+                    # picows refuses it too (1009), but would still hand it to us
+                    self._fail(transport, picows.WSCloseCode.MESSAGE_TOO_BIG,
+                               f"a message over {self.max_size} bytes")  # fmt: skip
+                elif kind is not continuation and self.parts is not None:
                     self._fail(transport, picows.WSCloseCode.PROTOCOL_ERROR,
                                "a new message inside a fragmented one")  # fmt: skip
-                    return
-                self.parts, self.size = [], 0
-                self._add_part(transport, frame)
-            elif kind is continuation:
-                if self.parts is None:
+                elif kind is continuation and self.parts is None:
                     self._fail(transport, picows.WSCloseCode.PROTOCOL_ERROR,
                                "a continuation frame outside a message")  # fmt: skip
-                    return
-                self._add_part(transport, frame)
-            elif kind is close:  # answer, then the socket ends (read() gives the code)
-                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                else:
+                    if self.parts is None:
+                        self.parts, self.size = [], 0
+                    self._add_part(transport, frame)
+            elif kind is close:  # answer (once), then the socket ends; read() gives the code
+                if not transport.is_close_frame_sent:
+                    code = frame.get_close_code()
+                    if code is picows.WSCloseCode.NO_INFO:  # a close without a code
+                        transport.send_close(picows.WSCloseCode.OK)
+                    else:
+                        transport.send_close(code, frame.get_close_message())
                 transport.disconnect()
 
         def _add_part(self, transport: Any, frame: Any) -> None:
@@ -258,12 +284,13 @@ def _listener_class() -> Any:
                 message, self.parts = b"".join(self.parts), None
                 self._deliver(message)
 
-        def _deliver(self, message: bytes) -> None:
-            if self.on_message is None:
+        def _deliver(self, message: bytes, on_message: OnMessage | None = None) -> None:
+            on_message = on_message or self.on_message
+            if on_message is None:
                 self.early.append(message)
                 return
             try:
-                self.on_message(message)
+                on_message(message)
             except BaseException as exc:
                 self._failed(exc)
 

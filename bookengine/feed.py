@@ -589,11 +589,13 @@ class Feed:
         if self._readers.queues:  # put() is a call; usually nobody iterates
             self._stats.dropped += self._readers.put(event)
         if type(event) is TopOfBook:  # per frame: kept short
+            on_top = self._on_top
+            if event.exchange_ms is None and on_top is None:
+                return  # nothing to measure, nobody to call
             key = event.symbol, event.grouping
             latency = self._latency.get(key) or self._latency_of(key)
             if event.exchange_ms is not None:
                 latency.exchange_ms.append(event.arrival_ns / 1e6 - event.exchange_ms)
-            on_top = self._on_top
             if on_top is not None:
                 # arrival -> callback, as the queued delivery's
                 latency.callback_us.append((time.time_ns() - event.arrival_ns) / 1e3)

@@ -75,7 +75,7 @@ class ReplayStats:
     figure); `selected_frames` only those of the selected symbols inside the window;
     `warmup_frames` those read before `start_ns` to warm the books up."""
 
-    records: int = 0
+    records: int = 0  # records read: counted a block at a time, as each block is decoded
     frames: int = 0
     frame_bytes: int = 0
     selected_frames: int = 0

@@ -213,29 +213,31 @@ def test_a_book_built_in_one_mode_works_in_the_other():
 
 
 def test_a_booksync_with_the_scanner_keeps_books_built_in_pure_mode():
-    """Books subscribed under pure_python() hold dicts: the scanner declines them and the
-    general path applies the delta, with the same result."""
+    """A book whose snapshot was applied under pure_python() holds dicts: when a BookSync
+    with the scanner meets it, the scanner declines and the general path applies the
+    delta, with the same events and book as a BookSync that never left C mode."""
     from frames import delta, snapshot
 
     import bookengine.book as book_module
     from bookengine import BookSync
 
-    frames = [
-        snapshot(10, [["100.5", "1"]], [["100.7", "3"]]),
-        delta(11, [["100.6", "4"], ["100.5", "0"]], [["100.65", "1"]]),
-    ]
+    start = snapshot(10, [["100.5", "1"], ["100.4", "2"]], [["100.7", "3"]])
+    step = delta(11, [["100.6", "4"], ["100.5", "0"]], [["100.8", "1"]])  # no rescale
     results = []
-    for pure_books in (False, True):
-        sync = BookSync()
-        if pure_books:
+    for pure_snapshot in (False, True):
+        sync = BookSync()  # made in C mode: it has the scanner
+        sync.subscribe(["update:BTC-PERP_0"], 0)
+        if pure_snapshot:
             with book_module.pure_python():
-                sync.subscribe(["update:BTC-PERP_0"], 0)
+                sync.feed(0, start)
+            assert type(sync.book("BTC-PERP")._bids) is dict
         else:
-            sync.subscribe(["update:BTC-PERP_0"], 0)
-        events = [e for i, raw in enumerate(frames) for e in sync.feed(i, raw)]
+            sync.feed(0, start)
+        events = sync.feed(1, step)
         results.append((events, sync.book("BTC-PERP").depth(), sync.stats.bad_frames))
     assert results[0] == results[1]
-    assert results[0][1] == ([(100.6, 4.0)], [(100.65, 1.0), (100.7, 3.0)])
+    assert results[0][1] == ([(100.6, 4.0), (100.4, 2.0)], [(100.7, 3.0), (100.8, 1.0)])
+    assert results[0][2] == 0
 
 
 def test_a_book_pickles_and_copies_with_its_levels(book_impl):

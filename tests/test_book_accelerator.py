@@ -199,3 +199,38 @@ def test_side_refuses_what_no_book_holds():
         side[2**70]
     assert side.get(2**70, "absent") == "absent" and side.get("1") is None
     assert len(side) == 0 and repr(side) == "<Side bids, 0 levels>"
+
+
+def test_side_listing_survives_a_gc_pass_that_changes_the_side():
+    """keys() and items() allocate; an allocation may run a GC pass, and a gc callback (or
+    a __del__) may change the side meanwhile. The listing is then a snapshot, never a
+    crash (run in a child process: a crash there is a failed assertion here)."""
+    import subprocess
+    import sys
+
+    script = """
+import gc
+from bookengine._fastbook import Side
+side = Side(True)
+for key in range(100):
+    side[key] = 1.0
+flip = [0]
+def change(phase, info):
+    if phase == "start":
+        flip[0] += 1
+        if flip[0] % 2:
+            for key in range(1000, 1200):
+                side[key] = 2.0
+        else:
+            for key in range(1000, 1200):
+                del side[key]
+gc.callbacks.append(change)
+gc.set_threshold(1)
+for _ in range(20):
+    items, keys = side.items(), side.keys()
+    assert all(type(k) is int for k in keys) and all(len(p) == 2 for p in items)
+    assert keys == sorted(keys, reverse=True) and len(keys) in (100, 300)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -57,16 +57,32 @@ def test_messages_fragments_and_close_code(client):
     assert server_got == ["hello"]
 
 
-def test_a_message_over_max_size_ends_the_socket_with_1009(client):
+@pytest.mark.parametrize("how", ["fragments", "one frame"])
+def test_a_message_over_max_size_ends_the_socket_with_1009(client, how):
+    """Nothing over max_size, nor anything after it, reaches the reader."""
+
     async def script(ws):
         await ws.send("small")
-        await ws.send(["x" * 600, "y" * 600])  # 1200 bytes in two frames
+        if how == "fragments":
+            await ws.send(["x" * 600, "y" * 600])  # 1200 bytes in two frames
+        else:
+            await ws.send("x" * 1200)
         await ws.send("never read")
         await asyncio.sleep(0.5)
 
     messages, ended, _ = run(exchange(client, script, max_size=1000))
     assert messages == [b"small"]
     assert ended[0] == 1009
+
+
+def test_a_close_frame_without_a_code_reads_as_1005(client):
+    async def script(ws):
+        await ws.send("one")
+        await ws.close(None)  # an empty close frame: no code, no reason
+
+    messages, ended, _ = run(exchange(client, script))
+    assert messages == [b"one"]
+    assert ended[0] == 1005
 
 
 def test_a_raising_callback_ends_read_with_its_exception(client):

@@ -312,7 +312,9 @@ def test_watch_follows_a_publisher_through_redis(redis_server):  # noqa: F811
     assert "last trade:" in done.stdout
     assert publisher.returncode == 0, err
     refused = _cli("watch", "BTC-USD", "--redis", redis_server.url, "--sim")
-    assert refused.returncode == 2 and "no --url or --sim" in refused.stderr
+    assert refused.returncode == 2 and "no --url, --sim or --client" in refused.stderr
+    refused = _cli("watch", "BTC-USD", "--redis", redis_server.url, "--client", "picows")
+    assert refused.returncode == 2 and "no --url, --sim or --client" in refused.stderr
 
 
 class StatusTap(DigestTap):

@@ -425,3 +425,26 @@ def test_every_spelling_of_a_level_reads_as_the_orjson_path_reads_it(price, size
 @pytest.mark.parametrize("text", ["100.0", "007.50", "0.000", "0." + "0" * 21 + "1", "9" * 15])
 def test_usual_and_odd_spellings_stay_on_the_fast_path(text):
     assert scan(delta(11, [[text, text]], [])) is not None
+
+
+def test_a_long_size_is_read_again_from_its_quote_not_from_where_the_quick_read_stopped():
+    """A size the one-pass reader will not take (over 15 digits) is re-read from its
+    opening quote: two strings in a row are bad JSON, never "the second one"."""
+    start = snapshot(10, [["100.5", "1"]], [["101", "1"]])
+    good = delta(11, [["100.5", "1.0000000000000000"], ["100.4", "1234567890.123456"]])
+    bad = good.replace(b'"1.0000000000000000"', b'"1.0000000000000000" "7"')
+    assert scan(good) is not None  # long sizes stay on the fast path
+    assert scan(bad) is None
+    fast, slow = BookSync(), BookSync()
+    slow._scanner = None
+    for sync in (fast, slow):
+        sync.subscribe([T], 0)
+        sync.feed(0, start)
+        sync.feed(1, bad)
+    assert [type(e).__name__ for e in fast.feed(2, good)] == [
+        type(e).__name__ for e in slow.feed(2, good)
+    ]
+    assert fast.stats.bad_frames == slow.stats.bad_frames == 1
+    assert fast.book("BTC-PERP") is None or fast.book("BTC-PERP").as_dict() == slow.book(
+        "BTC-PERP"
+    ).as_dict()

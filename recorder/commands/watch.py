@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     if args.redis is not None:
         from recorder.commands.publish import check_redis_url
 
-        if args.sim or args.url is not None:
-            raise usage("--redis is the source: no --url or --sim with it")
+        if args.sim or args.url is not None or args.client is not None:
+            raise usage("--redis is the source: no --url, --sim or --client with it")
         check_redis_url(args.redis)
     else:
         check_source(args, topics)
