@@ -433,20 +433,22 @@ Side_contains(Side *self, PyObject *key)
 }
 
 /* Keys, best first, as a new list. */
-/* A copy of the side's levels, best first, taken before anything allocates a Python
-   object (an allocation may run a GC pass, and so Python code that changes the side).
-   The caller frees it with PyMem_Free; NULL with MemoryError (never for 0 levels). */
+/* A copy of the side's best `limit` levels (all if limit < 0), best first, with the
+   keys themselves in `rank`, taken before anything allocates a Python object (an
+   allocation may run a GC pass, and so Python code that changes the side). The caller
+   frees it with PyMem_Free; NULL with MemoryError (never for 0 levels). */
 static Level *
-side_copy(const Side *self, Py_ssize_t *count)
+side_copy(const Side *self, Py_ssize_t limit, Py_ssize_t *count)
 {
-    Py_ssize_t n = *count = self->count;
+    Py_ssize_t n = limit < 0 || limit > self->count ? self->count : limit;
+    *count = n;
     Level *copy = PyMem_Malloc(n ? (size_t)n * sizeof(Level) : 1);
     if (copy == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        copy[i] = self->items[n - 1 - i];
+        copy[i] = self->items[self->count - 1 - i];
         if (!self->is_bid)
             copy[i].rank = ~copy[i].rank; /* the key itself */
     }
@@ -458,7 +460,7 @@ static PyObject *
 side_keys(Side *self)
 {
     Py_ssize_t n;
-    Level *levels = side_copy(self, &n);
+    Level *levels = side_copy(self, -1, &n);
     if (levels == NULL)
         return NULL;
     PyObject *keys = PyList_New(n);
@@ -494,7 +496,7 @@ static PyObject *
 Side_items(Side *self, PyObject *unused)
 {
     Py_ssize_t n;
-    Level *levels = side_copy(self, &n);
+    Level *levels = side_copy(self, -1, &n);
     if (levels == NULL)
         return NULL;
     PyObject *items = PyList_New(n);
@@ -560,11 +562,12 @@ Side_reduce(Side *self, PyObject *unused)
 static PyObject *
 Side_setstate(Side *self, PyObject *items)
 {
-    PyObject *seq = PySequence_Fast(items, "Side state must be a list of (key, size)");
+    /* a tuple of our own: a key's __index__ cannot change it under the loop */
+    PyObject *seq = PySequence_Tuple(items);
     if (seq == NULL)
         return NULL;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(seq, i);
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
             PyErr_SetString(PyExc_TypeError, "Side state must be a list of (key, size)");
             Py_DECREF(seq);
@@ -681,15 +684,18 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                          level);
             goto error;
         }
-        Py_INCREF(level);
+        /* price_parts (Python code, or a GC pass it triggers) may change the level list:
+           hold the price and size themselves, not only the list */
+        Py_INCREF(price);
+        Py_INCREF(size);
         int64_t k;
         double amount;
-        if (price_key(price, (int)decimals, price_parts, &k) < 0 ||
-            parse_size(size, &amount) < 0) {
-            Py_DECREF(level);
+        int bad = price_key(price, (int)decimals, price_parts, &k) < 0 ||
+                  parse_size(size, &amount) < 0;
+        Py_DECREF(price);
+        Py_DECREF(size);
+        if (bad)
             goto error;
-        }
-        Py_DECREF(level);
         if (side_set(side, k, amount) < 0)
             goto error;
     }
@@ -747,21 +753,12 @@ levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     double scale = (double)scale_ll;
     int exact_scale = !overflow && scale_ll > 0 && scale_ll <= 1000000000000000000LL &&
                       (long long)scale == scale_ll;
-    if (n < 0 || n > side->count)
-        n = side->count;
-    PyObject *result = PyList_New(n);
-    if (result == NULL)
+    Level *copy = side_copy(side, n, &n); /* the best n, a snapshot as items() takes */
+    if (copy == NULL)
         return NULL;
-    /* Allocations below may run Python code (a GC pass), which could change the side:
-       hold it, and read each entry again after every allocation. */
-    Py_INCREF(side);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (side->count - 1 - i < 0) {
-            PyErr_SetString(PyExc_RuntimeError, "the side changed during levels()");
-            goto error;
-        }
-        Level level = side->items[side->count - 1 - i];
-        int64_t key = side->is_bid ? level.rank : ~level.rank;
+    PyObject *result = PyList_New(n);
+    for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
+        int64_t key = copy[i].rank;
         PyObject *price;
         if (exact_scale && key < (1LL << 53) && key > -(1LL << 53)) {
             price = PyFloat_FromDouble((double)key / scale);
@@ -771,24 +768,20 @@ levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             price = kobj ? PyNumber_TrueDivide(kobj, scale_obj) : NULL;
             Py_XDECREF(kobj);
         }
-        PyObject *size = price ? PyFloat_FromDouble(level.size) : NULL;
+        PyObject *size = price ? PyFloat_FromDouble(copy[i].size) : NULL;
         PyObject *pair = size ? PyTuple_New(2) : NULL;
         if (pair == NULL) {
             Py_XDECREF(price);
             Py_XDECREF(size);
-            goto error;
+            Py_CLEAR(result);
+            break;
         }
         PyTuple_SET_ITEM(pair, 0, price);
         PyTuple_SET_ITEM(pair, 1, size);
         PyList_SET_ITEM(result, i, pair);
     }
-    Py_DECREF(side);
+    PyMem_Free(copy);
     return result;
-
-error:
-    Py_DECREF(side);
-    Py_DECREF(result);
-    return NULL;
 }
 
 /*

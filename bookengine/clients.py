@@ -224,6 +224,8 @@ def _listener_class() -> Any:
             self.on_message = _ignore if failed else on_message
             for message in early:  # they came before anything went wrong
                 self._deliver(message, on_message)
+                if self.error is not None:  # it raised: nothing more, as on a live frame
+                    break
 
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             kind = frame.msg_type
@@ -245,25 +247,9 @@ def _listener_class() -> Any:
             self._other_frame(transport, frame, kind)
 
         def _other_frame(self, transport: Any, frame: Any, kind: Any) -> None:
-            """Fragments, oversized frames, close frames; nothing after a failure."""
-            if self.problem or self.error is not None:
-                return  # the socket is closing: what is still buffered is dropped
-            if kind is text or kind is binary or kind is continuation:
-                if frame.payload_size > self.max_size:
-                    # picows refuses it too (1009), but would still hand it to us
-                    self._fail(transport, picows.WSCloseCode.MESSAGE_TOO_BIG,
-                               f"a message over {self.max_size} bytes")  # fmt: skip
-                elif kind is not continuation and self.parts is not None:
-                    self._fail(transport, picows.WSCloseCode.PROTOCOL_ERROR,
-                               "a new message inside a fragmented one")  # fmt: skip
-                elif kind is continuation and self.parts is None:
-                    self._fail(transport, picows.WSCloseCode.PROTOCOL_ERROR,
-                               "a continuation frame outside a message")  # fmt: skip
-                else:
-                    if self.parts is None:
-                        self.parts, self.size = [], 0
-                    self._add_part(transport, frame)
-            elif kind is close:  # answer (once), then the socket ends; read() gives the code
+            """Close frames, fragments, oversized frames; no data after a failure."""
+            if kind is close:  # answer (once), then the socket ends; read() gives the code
+                self.on_message = _ignore  # a frame after the close is not the server's data
                 if not transport.is_close_frame_sent:
                     code = frame.get_close_code()
                     if code is picows.WSCloseCode.NO_INFO:  # a close without a code
@@ -271,6 +257,25 @@ def _listener_class() -> Any:
                     else:
                         transport.send_close(code, frame.get_close_message())
                 transport.disconnect()
+                return
+            if self.problem or self.error is not None:
+                return  # closing after a failure: what is still buffered is dropped
+            if kind is not text and kind is not binary and kind is not continuation:
+                return  # ping and pong: picows answers pings itself
+            if frame.payload_size > self.max_size:
+                # picows refuses it too (1009), but would still hand it to us
+                self._fail(transport, picows.WSCloseCode.MESSAGE_TOO_BIG,
+                           f"a message over {self.max_size} bytes")  # fmt: skip
+            elif kind is not continuation and self.parts is not None:
+                self._fail(transport, picows.WSCloseCode.PROTOCOL_ERROR,
+                           "a new message inside a fragmented one")  # fmt: skip
+            elif kind is continuation and self.parts is None:
+                self._fail(transport, picows.WSCloseCode.PROTOCOL_ERROR,
+                           "a continuation frame outside a message")  # fmt: skip
+            else:
+                if self.parts is None:
+                    self.parts, self.size = [], 0
+                self._add_part(transport, frame)
 
         def _add_part(self, transport: Any, frame: Any) -> None:
             assert self.parts is not None
@@ -295,10 +300,12 @@ def _listener_class() -> Any:
                 self._failed(exc)
 
         def _failed(self, exc: BaseException) -> None:
-            """on_message raised: the socket ends and read() raises it."""
+            """on_message raised: the socket is closed (1011) and read() raises it."""
             self.error = exc
             self.on_message = _ignore
-            self.transport.disconnect(graceful=False)
+            if not self.transport.is_close_frame_sent:
+                self.transport.send_close(picows.WSCloseCode.INTERNAL_ERROR, b"reader failed")
+            self.transport.disconnect()
 
         def _fail(self, transport: Any, code: Any, problem: str) -> None:
             """A protocol problem: close with `code`; frames still buffered are dropped."""

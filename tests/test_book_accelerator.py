@@ -234,3 +234,38 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_python_code_run_inside_a_c_call_cannot_pull_objects_from_under_it():
+    """apply_levels calls price_parts (Python) and __setstate__ calls a key's __index__:
+    either may change the list the C loop reads. The loop holds what it reads (run in a
+    child process: a crash there is a failed assertion here)."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+from bookengine._fastbook import Side, apply_levels
+side = Side(True)
+level = ["1e2", "".join(["12", "3.5"])]  # a price only price_parts reads; a fresh size str
+def parts(text):
+    level.clear()  # drops the size string's only other reference
+    return (1, 2)
+assert apply_levels(side, [level], float("-inf"), True, 2, parts) == 10000
+assert side.items() == [(10000, 123.5)]
+state = []
+class Key:
+    def __index__(self):
+        state.clear()  # frees the pair, and with it the size object
+        return 5
+state.append((Key(), float("1.5") * 3))
+restored = Side(True)
+restored.__setstate__(state)
+assert restored.items() == [(5, 4.5)]
+print("ok")
+"""
+    env = {**os.environ, "PYTHONMALLOC": "debug"}  # freed memory is poisoned: reads fail
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -169,3 +169,33 @@ def test_messages_before_read_starts_are_kept(client):
     messages, ended = run(body())
     assert messages == [f"early {i}".encode() for i in range(5)]
     assert ended == (1000, "done")
+
+
+def test_a_raising_callback_on_an_early_message_stops_there_too(client):
+    """Messages read before read() started go through the callback like live ones: the
+    first one it raises on is the last one it sees, and read() raises that."""
+    seen: list[bytes] = []
+
+    def on_message(message: bytes) -> None:
+        seen.append(message)
+        if message.startswith(b"boom"):
+            raise RuntimeError(message.decode())
+
+    async def body():
+        async def handler(ws):
+            for text in ("a", "boom", "c", "boom2", "d"):
+                await ws.send(text)
+            await asyncio.sleep(1.0)
+
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            sock = await clients.connect(client, f"ws://127.0.0.1:{port}/", max_size=1000)
+            await asyncio.sleep(0.15)  # all five are in before anyone reads
+            try:
+                await asyncio.wait_for(sock.read(on_message), 5)
+            finally:
+                await sock.close()
+
+    with pytest.raises(RuntimeError, match="^boom$"):
+        run(body())
+    assert seen == [b"a", b"boom"]
