@@ -1339,11 +1339,75 @@ static PyTypeObject ScannerType = {
 };
 
 
+/*
+ * top_event(cls, arrival_ns, timestamp, symbol, grouping, seq, top, scale) -> cls(...)
+ *
+ * BookSync's TopOfBook for `top` = (bid key, bid size, ask key, ask size), built in one
+ * allocation: the (price, size) of each side, price = key / scale (None on an empty
+ * side), by the same division as levels(). `cls` is a tuple subclass (a NamedTuple) of
+ * nine fields: (arrival_ns, timestamp, symbol, grouping, seq, bid price, bid size, ask
+ * price, ask size). sync._top_of_book is the specification.
+ */
+static PyObject *
+price_of(PyObject *key, PyObject *size, PyObject *scale_obj)
+{
+    if (size == Py_None)
+        return Py_NewRef(Py_None);
+    int overflow = 0;
+    long long k = PyLong_Check(key) ? PyLong_AsLongLongAndOverflow(key, &overflow) : 0;
+    if (k == -1 && PyErr_Occurred())
+        return NULL;
+    int key_overflow = overflow || !PyLong_Check(key);
+    long long scale = PyLong_AsLongLongAndOverflow(scale_obj, &overflow);
+    if (scale == -1 && PyErr_Occurred())
+        return NULL;
+    double d = (double)scale;
+    if (!key_overflow && !overflow && scale > 0 && scale <= 1000000000000000000LL &&
+        (long long)d == scale && k < (1LL << 53) && k > -(1LL << 53))
+        return PyFloat_FromDouble((double)k / d); /* exactly Python's int / int here */
+    return PyNumber_TrueDivide(key, scale_obj);
+}
+
+static PyObject *
+top_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "top_event takes 8 arguments");
+        return NULL;
+    }
+    PyObject *top = args[6], *scale = args[7];
+    if (!PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type) ||
+        !PyTuple_CheckExact(top) || PyTuple_GET_SIZE(top) != 4 || !PyLong_CheckExact(scale)) {
+        PyErr_SetString(PyExc_TypeError, "top_event(tuple subclass, ..., 4-tuple, int)");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    PyObject *bid_size = PyTuple_GET_ITEM(top, 1), *ask_size = PyTuple_GET_ITEM(top, 3);
+    PyObject *bid = price_of(PyTuple_GET_ITEM(top, 0), bid_size, scale);
+    PyObject *ask = bid ? price_of(PyTuple_GET_ITEM(top, 2), ask_size, scale) : NULL;
+    PyObject *event = ask ? cls->tp_alloc(cls, 9) : NULL;
+    if (event == NULL) {
+        Py_XDECREF(bid);
+        Py_XDECREF(ask);
+        return NULL;
+    }
+    PyObject *items[9] = {args[1], args[2], args[3], args[4], args[5],
+                          bid, bid_size, ask, ask_size};
+    for (int i = 0; i < 9; i++) {
+        if (i != 5 && i != 7)
+            Py_INCREF(items[i]); /* the prices are new references already */
+        PyTuple_SET_ITEM(event, i, items[i]);
+    }
+    return event;
+}
+
 static PyMethodDef methods[] = {
     {"levels", (PyCFunction)(void (*)(void))levels, METH_FASTCALL,
      "levels(side, descending, n, scale) -> [(price, size), ...] best first"},
     {"apply_levels", (PyCFunction)(void (*)(void))apply_levels, METH_FASTCALL,
      "apply_levels(side, levels, best, is_bid, decimals, price_parts) -> new best key"},
+    {"top_event", (PyCFunction)(void (*)(void))top_event, METH_FASTCALL,
+     "top_event(cls, arrival_ns, timestamp, symbol, grouping, seq, top, scale) -> cls"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -2,6 +2,9 @@
 twins, which are the specification."""
 
 from collections.abc import Callable, Iterator, MutableMapping
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 # A side maps integer price keys to sizes; typed float like book.Side (an int is a float
 # to the type checker, and a best key is -inf/inf on an empty side).
@@ -54,3 +57,16 @@ class Scanner:
     ) -> tuple[float, float | None, float, float | None] | None:
         """Apply the levels of the last scanned delta; the new top (bid key, its size, ask
         key, its size: `OrderBook.top_keys()`), or None to decline (nothing changed)."""
+
+def top_event(
+    cls: type[_T],
+    arrival_ns: int,
+    timestamp: int | None,
+    symbol: str,
+    grouping: int | None,
+    seq: int,
+    top: tuple[float, float | None, float, float | None],
+    scale: int,
+    /,
+) -> _T:
+    """BookSync's TopOfBook of `top` (sync._top_event_py is the specification)."""

@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -472,10 +472,20 @@ class BookSync:
                             state.stats.deltas += 1
                             state.last_seq = book.seq = seq
                             book.exchange_ms = timestamp
-                            if top[0] < top[2] and top != state.top and not self._book_updates:
+                            if (
+                                top[0] < top[2]
+                                and top != state.top
+                                and not self._book_updates
+                                and book.size_factor is None
+                            ):
                                 state.top = top
                                 state.stats.top_changes += 1
-                                return [_top_of_book(state, arrival_ns, timestamp, seq, top)]
+                                return [
+                                    _c_top_event(  # _top_of_book(), one C call
+                                        TopOfBook, arrival_ns, timestamp, symbol,
+                                        state.grouping, seq, top, book._scale,
+                                    )  # fmt: skip
+                                ]
                             return self._delta_events(state, arrival_ns, timestamp, seq, top)
             try:
                 msg = _loads(raw)
@@ -853,7 +863,6 @@ def _top_of_book(
 ) -> TopOfBook:
     """The one place a TopOfBook is built: `top` is (bid key, size, ask key, size)."""
     book = state.book
-    scale = book._scale
     if book.size_factor is not None:  # contracts -> base coin, exactly
         bid_size, ask_size = top[1], top[3]
         top = (
@@ -862,13 +871,30 @@ def _top_of_book(
             top[2],
             None if ask_size is None else book._size(ask_size),
         )
+    return _top_event_py(
+        TopOfBook, arrival_ns, timestamp, state.symbol, state.grouping, seq, top, book._scale
+    )
+
+
+def _top_event_py(
+    cls: type[TopOfBook],
+    arrival_ns: int,
+    timestamp: int | None,
+    symbol: str,
+    grouping: int | None,
+    seq: int,
+    top: TopKeys,
+    scale: int,
+) -> TopOfBook:
+    """Pure-Python twin of _fastbook.top_event, the specification: the event of `top`,
+    prices = keys / scale (None on an empty side)."""
     return _new(
-        TopOfBook,
+        cls,
         (
             arrival_ns,
             timestamp,
-            state.symbol,
-            state.grouping,
+            symbol,
+            grouping,
             seq,
             top[0] / scale if top[1] is not None else None,
             top[1],
@@ -876,6 +902,15 @@ def _top_of_book(
             top[3],
         ),
     )
+
+
+# The scanner's path (C mode only) builds its events in one C call and one allocation;
+# every other path, and pure-Python mode, uses the twin above.
+_c_top_event: Callable[..., TopOfBook]
+try:
+    from bookengine._fastbook import top_event as _c_top_event
+except ImportError:  # not built: then there is no scanner, and this is never called
+    _c_top_event = _top_event_py
 
 
 def _rescaled(top: TopKeys, old: int, new: int) -> TopKeys:

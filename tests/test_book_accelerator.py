@@ -269,3 +269,40 @@ print("ok")
         [sys.executable, "-X", "dev", "-c", script], capture_output=True, text=True, env=env
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    bid=st.one_of(st.integers(0, 10**7), st.integers(2**52, 2**54), st.integers(2**62, 2**63 - 1)),
+    ask=st.one_of(st.integers(0, 10**7), st.integers(2**52, 2**54), st.integers(2**62, 2**63 - 1)),
+    bid_size=st.one_of(st.none(), st.sampled_from([1.0, 0.125, 60672.0])),
+    ask_size=st.one_of(st.none(), st.sampled_from([2.5, 1e-8])),
+    decimals=st.integers(0, 22),
+    timestamp=st.one_of(st.none(), st.integers(0, 2**62)),
+)
+def test_c_top_event_is_its_python_twin(bid, ask, bid_size, ask_size, decimals, timestamp):
+    """The scanner's path builds TopOfBook in C: same fields, bit-identical prices (an
+    empty side has key -inf/inf and no price)."""
+    from bookengine import TopOfBook
+    from bookengine._fastbook import top_event
+    from bookengine.sync import _top_event_py
+
+    top = (bid if bid_size is not None else -inf, bid_size,
+           ask if ask_size is not None else inf, ask_size)  # fmt: skip
+    args = (TopOfBook, 123456789, timestamp, "BTC-PERP", 0, 42, top, 10**decimals)
+    got, want = top_event(*args), _top_event_py(*args)
+    assert type(got) is TopOfBook and got == want
+    assert [None if p is None else p.hex() for p in (got.bid_price, got.ask_price)] == [
+        None if p is None else p.hex() for p in (want.bid_price, want.ask_price)
+    ]
+
+
+def test_top_event_refuses_what_it_cannot_build():
+    from bookengine._fastbook import top_event
+
+    with pytest.raises(TypeError):
+        top_event(dict, 1, None, "X", 0, 1, (1, 1.0, 2, 1.0), 10)
+    with pytest.raises(TypeError):
+        top_event(tuple, 1, None, "X", 0, 1, (1, 1.0, 2), 10)
+    with pytest.raises(TypeError):
+        top_event(tuple, 1, None, "X", 0, 1, (1, 1.0, 2, 1.0))
