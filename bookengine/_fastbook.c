@@ -1368,6 +1368,30 @@ price_of(PyObject *key, PyObject *size, PyObject *scale_obj)
     return PyNumber_TrueDivide(key, scale_obj);
 }
 
+/* The event class top_event builds, once checked: a direct tuple subclass with nine
+   `_fields` (a NamedTuple). Anything else, a struct sequence say, has another layout. */
+static PyObject *top_event_class = NULL;
+
+static int
+check_event_class(PyObject *cls)
+{
+    PyObject *fields = NULL;
+    int ok = PyType_Check(cls) && ((PyTypeObject *)cls)->tp_base == &PyTuple_Type &&
+             ((PyTypeObject *)cls)->tp_itemsize == sizeof(PyObject *);
+    if (ok) {
+        fields = PyObject_GetAttrString(cls, "_fields");
+        ok = fields != NULL && PyTuple_Check(fields) && PyTuple_GET_SIZE(fields) == 9;
+        Py_XDECREF(fields);
+        PyErr_Clear();
+    }
+    if (!ok) {
+        PyErr_SetString(PyExc_TypeError, "top_event needs a NamedTuple class of 9 fields");
+        return -1;
+    }
+    Py_XSETREF(top_event_class, Py_NewRef(cls));
+    return 0;
+}
+
 static PyObject *
 top_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1376,9 +1400,10 @@ top_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *top = args[6], *scale = args[7];
-    if (!PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type) ||
-        !PyTuple_CheckExact(top) || PyTuple_GET_SIZE(top) != 4 || !PyLong_CheckExact(scale)) {
-        PyErr_SetString(PyExc_TypeError, "top_event(tuple subclass, ..., 4-tuple, int)");
+    if (args[0] != top_event_class && check_event_class(args[0]) < 0)
+        return NULL;
+    if (!PyTuple_CheckExact(top) || PyTuple_GET_SIZE(top) != 4 || !PyLong_CheckExact(scale)) {
+        PyErr_SetString(PyExc_TypeError, "top_event(..., top: a 4-tuple, scale: an int)");
         return NULL;
     }
     PyTypeObject *cls = (PyTypeObject *)args[0];
@@ -1391,6 +1416,9 @@ top_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(ask);
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030E0000
+    ((PyTupleObject *)event)->ob_hash = -1; /* 3.14+ caches a tuple's hash: "not yet" */
+#endif
     PyObject *items[9] = {args[1], args[2], args[3], args[4], args[5],
                           bid, bid_size, ask, ask_size};
     for (int i = 0; i < 9; i++) {

@@ -291,18 +291,26 @@ def test_c_top_event_is_its_python_twin(bid, ask, bid_size, ask_size, decimals, 
            ask if ask_size is not None else inf, ask_size)  # fmt: skip
     args = (TopOfBook, 123456789, timestamp, "BTC-PERP", 0, 42, top, 10**decimals)
     got, want = top_event(*args), _top_event_py(*args)
-    assert type(got) is TopOfBook and got == want
+    assert type(got) is TopOfBook and got == want and hash(got) == hash(want)
+    assert {got: 1}[want] == 1 and got._asdict() == want._asdict()
     assert [None if p is None else p.hex() for p in (got.bid_price, got.ask_price)] == [
         None if p is None else p.hex() for p in (want.bid_price, want.ask_price)
     ]
 
 
 def test_top_event_refuses_what_it_cannot_build():
+    """Only a NamedTuple of nine fields: a struct sequence (time.struct_time) is a tuple
+    subclass of another layout, whose deallocator would read past the object."""
+    import time
+
+    from bookengine import TopOfBook
     from bookengine._fastbook import top_event
 
+    for cls in (dict, tuple, time.struct_time):
+        with pytest.raises(TypeError, match="NamedTuple class of 9 fields"):
+            top_event(cls, 1, None, "X", 0, 1, (1, 1.0, 2, 1.0), 10)
     with pytest.raises(TypeError):
-        top_event(dict, 1, None, "X", 0, 1, (1, 1.0, 2, 1.0), 10)
+        top_event(TopOfBook, 1, None, "X", 0, 1, (1, 1.0, 2), 10)
     with pytest.raises(TypeError):
-        top_event(tuple, 1, None, "X", 0, 1, (1, 1.0, 2), 10)
-    with pytest.raises(TypeError):
-        top_event(tuple, 1, None, "X", 0, 1, (1, 1.0, 2, 1.0))
+        top_event(TopOfBook, 1, None, "X", 0, 1, (1, 1.0, 2, 1.0))
+    assert top_event(TopOfBook, 1, None, "X", 0, 1, (1, 1.0, 2, 1.0), 10).ask_price == 0.2
