@@ -39,7 +39,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 from bookengine import clients, naming
 from bookengine.auth import Credentials, RedactAuthFilter, is_auth_request, redact_auth
@@ -588,6 +588,7 @@ class Feed:
         frame is read: no hand-off, no conflation, nothing dropped."""
         if self._readers.queues:  # put() is a call; usually nobody iterates
             self._stats.dropped += self._readers.put(event)
+        callback: Callable[[Any], object] | None
         if type(event) is TopOfBook:  # per frame: kept short
             on_top = self._on_top
             if event.exchange_ms is None and on_top is None:
@@ -596,20 +597,18 @@ class Feed:
             latency = self._latency.get(key) or self._latency_of(key)
             if event.exchange_ms is not None:
                 latency.exchange_ms.append(event.arrival_ns / 1e6 - event.exchange_ms)
-            if on_top is not None:
-                # arrival -> callback, as the queued delivery's
-                latency.callback_us.append((time.time_ns() - event.arrival_ns) / 1e3)
-                try:
-                    on_top(event)
-                except Exception as exc:  # a strategy's bug must not kill the reader
-                    self._callback_failed("top", exc, event)
-            return
-        name, callback = self._route(event)
-        if callback is None:
-            return
+            if on_top is None:
+                return
+            # arrival -> callback, as the queued delivery's
+            latency.callback_us.append((time.time_ns() - event.arrival_ns) / 1e3)
+            name, callback = "top", cast(Callable[[Any], object], on_top)
+        else:
+            name, callback = self._route(event)
+            if callback is None:
+                return
         try:
             callback(event)
-        except Exception as exc:
+        except Exception as exc:  # a strategy's bug must not kill the reader
             self._callback_failed(name, exc, event)
 
     def _route(self, event: FeedEvent) -> tuple[str, Callable[[Any], object] | None]:
